@@ -1,0 +1,102 @@
+"""Speed of the AA + CT chain at 256x256: batched frames per second against the seed-style loop.
+
+The seed-style loop is the original's way: one frame per call, the reference re-encoded for
+every frame, float32. Both go through the same Pipeline, so the ratio measures batching and
+reference caching, nothing else.
+"""
+import json
+import platform
+import resource
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .pipeline import Pipeline
+
+
+def example_inputs(n, seed=0):
+    """A plausible reference and n target poses (a person standing, arms swinging)."""
+    rng = np.random.default_rng(seed)
+    pose = np.array([[128, 40], [128, 60], [108, 62], [100, 95], [96, 128], [148, 62], [156, 95], [160, 128],
+                     [115, 130], [113, 180], [112, 228], [141, 130], [143, 180], [144, 228], [123, 36],
+                     [133, 36], [117, 40], [139, 40]], np.float32)
+    parsing = np.zeros((256, 256), np.uint8)
+    parsing[30:50, 115:141] = 2
+    parsing[60:130, 100:156] = 4
+    parsing[130:220, 108:148] = 5
+    parsing[220:240, 105:150] = 6
+    image = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    swing = np.sin(np.linspace(0, 2 * np.pi, n))[:, None] * 12
+    targets = np.repeat(pose[None], n, 0)
+    targets[:, [3, 4, 6, 7], 0] += swing
+    return image, parsing, pose, targets
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_frames(fn, frames, device, min_seconds=1.0):
+    """Frames per second of fn() (which renders `frames` frames), after one warm-up call."""
+    fn()
+    _sync(device)
+    runs, start = 0, time.perf_counter()
+    while True:
+        fn()
+        _sync(device)
+        runs += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return runs * frames / elapsed
+
+
+def flops_per_frame(pipe, image, parsing, pose, targets):
+    """Per-frame FLOPs of AA + CT (per-frame work only; the reference is encoded once per clip)."""
+    ref = pipe.encode_reference(image, parsing, pose)
+    with FlopCounterMode(display=False) as counter:
+        pipe.render(ref, torch.from_numpy(targets[:1]))
+    return counter.get_total_flops()
+
+
+def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_seconds=1.0):
+    device = pipe.device
+    frames = frames or max(batch_sizes)
+    image, parsing, pose, targets = example_inputs(max(frames, seed_frames))
+    result = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+              else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "half": pipe.half, "size": 256}
+    for bs in batch_sizes:
+        n = max(frames, bs)
+        tg = np.resize(targets, (n, 18, 2))
+        result[f"fps_batch{bs}"] = round(time_frames(
+            lambda: sum(1 for _ in pipe.stream(image, parsing, pose, tg, batch_size=bs)), n, device, min_seconds), 2)
+    seed_targets = targets[:seed_frames]
+
+    def seed_loop():
+        for t in seed_targets:  # one call per frame, reference re-encoded each time
+            pipe.transfer(image, parsing, pose, t[None], batch_size=1)
+
+    result["fps_seed_loop"] = round(time_frames(seed_loop, seed_frames, device, min_seconds), 2)
+    best = max(result[f"fps_batch{bs}"] for bs in batch_sizes)
+    result["speedup_vs_seed_loop"] = round(best / result["fps_seed_loop"], 2)
+    flops = flops_per_frame(pipe, image, parsing, pose, targets)
+    result["gflop_per_frame"] = round(flops / 1e9, 3)
+    result["achieved_gflops"] = round(flops * best / 1e9, 1)
+    if device.type == "cuda":
+        result["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    else:
+        result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def print_report(result, out):
+    out.write(json.dumps(result) + "\n")
+    rows = [(k.removeprefix("fps_"), v) for k, v in result.items() if k.startswith("fps_")]
+    out.write(f"\n{'chain (AA+CT)':<16}{'frames/s':>10}\n")
+    for name, fps in rows:
+        out.write(f"{name:<16}{fps:>10.2f}\n")
+    out.write(f"speed-up of batched over seed loop: {result['speedup_vs_seed_loop']}x; "
+              f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}\n")

@@ -1,0 +1,211 @@
+"""Command line: `python -m psc_engine <command>` or `psc <command>`.
+
+  test      the original release's job on the test layout (PM -> AA -> CT at t = 0.2 .. 1.0)
+  animate   one frame per target pose (what the Blender add-on runs)
+  bench     frames per second of the AA + CT chain, batched vs the seed-style loop
+  init-weights  write untrained placeholder checkpoints
+
+User errors print one line, `psc: error: <file>: <what is wrong>`, and exit with status 2.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .errors import PSCError
+
+TEST_TS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _pipeline(args):
+    from .pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=getattr(args, "half", False))
+    if pipe.placeholder:
+        print("psc: warning: using untrained placeholder weights; frames will not look like the person",
+              file=sys.stderr)
+    return pipe
+
+
+def cmd_test(args):
+    from .draw import process_strip
+    from .layout import load_test_layout
+    from .outputs import OutputDir
+
+    samples = load_test_layout(args.data_dir)  # everything read and checked before writing
+    pipe = _pipeline(args)
+    with OutputDir(args.output_dir, args.overwrite) as out, OutputDir(args.process_dir, args.overwrite) as proc:
+        for s in samples:
+            poses = pipe.interpolate(s.pose0, s.pose1, TEST_TS)
+            frames = pipe.transfer(s.image, s.parsing, s.pose0, poses, batch_size=args.batch_size)
+            for t, image in zip(TEST_TS, frames.images):
+                out.write_png(f"{s.stem}_t{t:.1f}.png", image)
+            steps = list(zip(poses, frames.parsings, frames.images))
+            proc.write_png(f"{s.stem}.png", process_strip(s.pose0, s.pose1, s.parsing, s.image, steps))
+            print(f"{s.stem}: {len(TEST_TS)} frames", flush=True)
+    print(f"wrote {len(samples) * len(TEST_TS)} frames to {args.output_dir} and {len(samples)} process strips to {args.process_dir}")
+    return 0
+
+
+def _target_poses(args, pipe):
+    """Every frame's pose: from --poses, or PM-Net between --key_poses at --key_frames."""
+    from .poses import read_pose_csv
+
+    if args.poses:
+        return read_pose_csv(args.poses)[1]
+    _, keys = read_pose_csv(args.key_poses)
+    try:
+        frames = [int(f) for f in args.key_frames.split(",")]
+    except ValueError:
+        raise PSCError(f"--key_frames must be comma-separated integers, got {args.key_frames!r}") from None
+    if len(frames) != len(keys):
+        raise PSCError(f"{len(keys)} poses but {len(frames)} --key_frames", args.key_poses)
+    if len(frames) < 2 or any(b <= a for a, b in zip(frames, frames[1:])):
+        raise PSCError("--key_frames needs at least two strictly increasing frame numbers")
+    out = [keys[:1]]
+    for (fa, pa), (fb, pb) in zip(zip(frames, keys), zip(frames[1:], keys[1:])):
+        ts = (np.arange(fa + 1, fb + 1) - fa) / (fb - fa)  # the in-betweens, then the next key itself
+        inner = pipe.interpolate(pa, pb, ts[:-1]) if len(ts) > 1 else np.zeros((0, 18, 2), np.float32)
+        out += [inner, pb[None]]
+    return np.concatenate(out)
+
+
+def cmd_animate(args):
+    from .images import read_image, read_parsing
+    from .outputs import OutputDir
+    from .poses import read_pose_csv
+
+    if bool(args.poses) == bool(args.key_poses):
+        raise PSCError("give either --poses (one pose per frame) or --key_poses with --key_frames")
+    if args.key_poses and not args.key_frames:
+        raise PSCError("--key_poses needs --key_frames (the frame number of each key pose)")
+    image, parsing = read_image(args.image), read_parsing(args.parsing)
+    pose = read_pose_csv(args.pose)[1][0]
+    if args.poses:
+        read_pose_csv(args.poses)  # check the targets before loading the nets
+    pipe = _pipeline(args)
+    targets = _target_poses(args, pipe)
+    progress = args.progress == "json"
+
+    def emit(**event):
+        if progress:
+            print(json.dumps(event), flush=True)
+
+    total = len(targets)
+    emit(event="start", total=total)
+    start = time.perf_counter()
+    with OutputDir(args.output_dir, args.overwrite) as out:
+        done = 0
+        for chunk in pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size):
+            for i, img in enumerate(chunk.images):
+                out.write_png(f"frame_{chunk.start + i + 1:05d}.png", img)
+            for path in out.flush():
+                done += 1
+                emit(event="frame", done=done, total=total, path=str(path))
+            if not progress:
+                print(f"\r{done}/{total} frames", end="", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - start
+    emit(event="done", total=total, output_dir=str(args.output_dir), seconds=round(seconds, 3))
+    if not progress:
+        print(f"\rwrote {total} frames to {args.output_dir} ({total / max(seconds, 1e-9):.1f} frames/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args):
+    import torch
+
+    from . import bench
+    from .pipeline import Pipeline
+    from .weights import NETS, build_net
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.weights:
+        pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=args.half)
+    else:  # speed does not depend on the weights' values: random nets of the chosen width
+        nets = [build_net(name, {"base": args.base}) for name in NETS]
+        pipe = Pipeline(*nets, device=args.device, half=args.half)
+    sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds)
+    bench.print_report(result, sys.stdout)
+    return 0
+
+
+def cmd_init_weights(args):
+    from .weights import make_placeholder
+
+    if os.path.isdir(args.out) and any(n.endswith(".safetensors") for n in os.listdir(args.out)) and not args.overwrite:
+        raise PSCError("folder already holds weights; pass --overwrite to replace them", args.out)
+    make_placeholder(args.out, base=args.base, seed=args.seed)
+    print(f"wrote untrained placeholder pm/aa/ct (base width {args.base}) to {args.out}")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="psc", description="PSC engine: a dressed person from one photo, in new poses.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, batch=8):
+        sp.add_argument("--weights", default=None, help="weights folder (default: $PSC_WEIGHTS or the repository's weights/)")
+        sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+        sp.add_argument("--half", action="store_true", help="float16 autocast on CUDA")
+        sp.add_argument("--batch_size", type=int, default=batch, help="frames per AA/CT batch")
+
+    t = sub.add_parser("test", help="the original release's test job on the test layout")
+    t.add_argument("--data_dir", required=True)
+    t.add_argument("--output_dir", required=True)
+    t.add_argument("--process_dir", required=True)
+    t.add_argument("--overwrite", action="store_true", help="write into output folders that already hold files")
+    common(t)
+    t.set_defaults(fn=cmd_test)
+
+    a = sub.add_parser("animate", help="one frame per target pose")
+    a.add_argument("--image", required=True, help="reference photo I0 (256x256)")
+    a.add_argument("--parsing", required=True, help="its parsing S0 (PNG, class id in red)")
+    a.add_argument("--pose", required=True, help="its pose P0 (CSV)")
+    a.add_argument("--poses", help="target poses CSV, one pose per frame")
+    a.add_argument("--key_poses", help="key poses CSV; the frames between keys come from PM-Net")
+    a.add_argument("--key_frames", help="frame number of each key pose, e.g. 1,10,25")
+    a.add_argument("--output_dir", required=True)
+    a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--progress", choices=["text", "json"], default="text", help="json: one event per line on stdout")
+    common(a)
+    a.set_defaults(fn=cmd_animate)
+
+    b = sub.add_parser("bench", help="frames per second of the AA + CT chain")
+    b.add_argument("--weights", default=None, help="time these weights (default: random nets of --base width)")
+    b.add_argument("--base", type=int, default=16)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--half", action="store_true")
+    b.add_argument("--batch_sizes", default="1,4,16")
+    b.add_argument("--frames", type=int, default=None, help="frames per timed run (default: largest batch)")
+    b.add_argument("--seed_frames", type=int, default=8)
+    b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure")
+    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    b.set_defaults(fn=cmd_bench)
+
+    w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")
+    w.add_argument("--out", default="weights")
+    w.add_argument("--base", type=int, default=16)
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--overwrite", action="store_true")
+    w.set_defaults(fn=cmd_init_weights)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except PSCError as e:
+        print(f"psc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("psc: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("psc: error: out of memory; try a smaller --batch_size", file=sys.stderr)
+        return 1

@@ -1,0 +1,121 @@
+"""Image and parsing IO: 256x256 RGB photos, 7-class parsing PNGs, atomic writes.
+
+Every reader returns plain uint8 numpy arrays and raises PSCError naming the file when the
+file is missing, unreadable, the wrong size or holds labels outside 0..6.
+"""
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import PSCError
+
+SIZE = 256
+NUM_CLASSES = 7
+CLASS_NAMES = ("background", "hair", "face", "skin", "upper clothes", "lower clothes", "shoes")
+CLOTHING_CLASSES = (4, 5)
+# Readable colours for drawing parsings (one per class), used by the process strips.
+PALETTE = np.array(
+    [[0, 0, 0], [128, 64, 0], [255, 200, 160], [200, 130, 90], [40, 90, 220], [30, 160, 80], [200, 40, 160]],
+    dtype=np.uint8,
+)
+
+
+def _open(path):
+    path = Path(path)
+    if not path.is_file():
+        raise PSCError("file not found", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise PSCError(f"not a readable image ({type(e).__name__})", path) from None
+    if img.size != (SIZE, SIZE):
+        raise PSCError(f"image is {img.size[0]}x{img.size[1]}, expected {SIZE}x{SIZE}", path)
+    return img
+
+
+def read_image(path):
+    """A 256x256 photo (JPEG/PNG, any mode: grey, RGBA, 16-bit, CMYK) -> (256, 256, 3) uint8 RGB."""
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray((arr / max(arr.max(), 1) * 255).round().astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_parsing(path):
+    """A parsing PNG -> (256, 256) uint8 class ids 0..6, from the red channel (or the only channel)."""
+    img = _open(path)
+    if img.mode == "P":
+        # A palette PNG stores class ids as palette indices.
+        arr = np.asarray(img, dtype=np.uint8)
+    elif img.mode in ("L", "I", "I;16", "I;16B", "I;16L"):
+        arr = np.asarray(img).astype(np.int64)
+    else:
+        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)[..., 0]
+    return check_parsing(arr, path)
+
+
+def check_parsing(arr, name="parsing"):
+    """Validate labels 0..6 and return uint8."""
+    arr = np.asarray(arr)
+    if arr.shape != (SIZE, SIZE):
+        raise PSCError(f"parsing has shape {arr.shape}, expected ({SIZE}, {SIZE})", name)
+    top = int(arr.max())
+    if top >= NUM_CLASSES or int(arr.min()) < 0:
+        raise PSCError(f"label {top} found; parsing labels must be 0..6 "
+                       "(class id in the red channel, not a colour-coded parsing)", name)
+    return arr.astype(np.uint8)
+
+
+def check_image(arr, name="image"):
+    arr = np.asarray(arr)
+    if arr.shape != (SIZE, SIZE, 3) or arr.dtype != np.uint8:
+        raise PSCError(f"image must be a ({SIZE}, {SIZE}, 3) uint8 array, got {arr.shape} {arr.dtype}", name)
+    return arr
+
+
+def colorize_parsing(parsing):
+    """(H, W) class ids -> (H, W, 3) uint8 colours."""
+    return PALETTE[np.asarray(parsing, dtype=np.int64).clip(0, NUM_CLASSES - 1)]
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write_bytes(path, data):
+    """Write to a temp file beside `path`, then rename: a reader never sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(path, array, compress_level=1):
+    """Write a uint8 array as PNG atomically. Parsings are written with the id in all three channels."""
+    import io
+
+    arr = np.asarray(array, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
+    atomic_write_bytes(path, buf.getvalue())

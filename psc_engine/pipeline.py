@@ -1,0 +1,155 @@
+"""The engine API: load the three nets once, then turn a reference and target poses into frames.
+
+    pipe = Pipeline.from_pretrained("weights", device="auto")
+    poses = pipe.interpolate(pose0, pose1, ts)                # PM-Net: (N, 18, 2)
+    frames = pipe.transfer(image, parsing, pose0, poses)      # AA -> CT: .images, .parsings
+    for chunk in pipe.stream(image, parsing, pose0, poses):   # same, chunk by chunk (flat memory)
+        ...
+
+The command line, the benchmarks, the training evaluation and the Blender add-on's engine
+process all go through this class: there is no second copy of the chain.
+"""
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import PSCError
+from .images import NUM_CLASSES, check_image, check_parsing
+from .poses import as_pose_array, decode_pose_maps, pose_maps
+from .weights import load_weights
+
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def default_weights_dir():
+    """$PSC_WEIGHTS, else ./weights if it holds a checkpoint, else the repository's weights/."""
+    if os.environ.get("PSC_WEIGHTS"):
+        return Path(os.environ["PSC_WEIGHTS"])
+    return Path("weights") if Path("weights/ct.json").is_file() else PACKAGE_WEIGHTS
+
+
+def pick_device(device="auto"):
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise PSCError(f"device {device!r} asked for, but this torch build sees no CUDA GPU; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise PSCError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+
+
+@dataclass
+class Frames:
+    """Frames start..start+N-1 of a clip: images (N, 256, 256, 3) uint8, parsings (N, 256, 256) uint8,
+    poses (N, 18, 2) float32 (NaN = missing)."""
+
+    images: np.ndarray
+    parsings: np.ndarray
+    poses: np.ndarray
+    start: int = 0
+
+    def __len__(self):
+        return len(self.images)
+
+
+def to_tensor_image(image, device):
+    """(256, 256, 3) uint8 -> (1, 3, 256, 256) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def to_onehot(labels, device=None):
+    """(B, H, W) int labels -> (B, 7, H, W) float one-hot."""
+    labels = torch.as_tensor(labels, device=device).long()
+    return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+class Pipeline:
+    def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None):
+        self.device = pick_device(device)
+        self.pm, self.aa, self.ct = (net.to(self.device).eval() for net in (pm, aa, ct))
+        self.half = bool(half) and self.device.type == "cuda"
+        self.cards = cards or {}
+
+    @classmethod
+    def from_pretrained(cls, path=None, device="auto", half=False):
+        """Load PM, AA and CT from `path` (default: see default_weights_dir), each checked against its card."""
+        path = Path(path) if path is not None else default_weights_dir()
+        if not path.is_dir():
+            raise PSCError("weights folder not found (expected pm/aa/ct .safetensors + .json)", path)
+        dev = pick_device(device)
+        nets, cards = {}, {}
+        for name in ("pm", "aa", "ct"):
+            nets[name], cards[name] = load_weights(path, name, device=dev)
+        return cls(nets["pm"], nets["aa"], nets["ct"], device=dev, half=half, cards=cards)
+
+    @property
+    def placeholder(self):
+        """True when any net is an untrained placeholder."""
+        return any(card.get("placeholder") for card in self.cards.values())
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.half else nullcontext()
+
+    @torch.inference_mode()
+    def interpolate(self, pose0, pose1, ts, batch_size=32):
+        """PM-Net: two (18, 2) reference poses and N values of t -> (N, 18, 2) poses (NaN = missing)."""
+        p0, p1 = as_pose_array(pose0, "pose0"), as_pose_array(pose1, "pose1")
+        ts = np.atleast_1d(np.asarray(ts, dtype=np.float32))
+        if not np.all((ts >= 0) & (ts <= 1)):
+            raise PSCError("interpolate: every t must lie in [0, 1]")
+        maps0 = pose_maps(p0[None]).to(self.device)  # (1, 18, H, W)
+        maps1 = pose_maps(p1[None]).to(self.device)
+        out = []
+        for i in range(0, len(ts), batch_size):
+            t = torch.from_numpy(ts[i:i + batch_size]).to(self.device)
+            with self._autocast():
+                maps = self.pm(maps0.expand(len(t), -1, -1, -1), maps1.expand(len(t), -1, -1, -1), t)
+            out.append(decode_pose_maps(maps.float().cpu()))
+        return np.concatenate(out) if out else np.zeros((0, 18, 2), np.float32)
+
+    @torch.inference_mode()
+    def encode_reference(self, image, parsing, pose):
+        """The reference's encoder features, computed once per clip and reused for every frame."""
+        image = check_image(image)
+        parsing = check_parsing(parsing)
+        pose = as_pose_array(pose, "pose")
+        img = to_tensor_image(image, self.device)
+        onehot = to_onehot(parsing[None], self.device)
+        maps = pose_maps(pose[None]).to(self.device)
+        with self._autocast():
+            return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}
+
+    @torch.inference_mode()
+    def render(self, reference, target_poses):
+        """One batch: reference features and (B, 18, 2) poses -> (images (B,256,256,3), parsings (B,256,256)) uint8 tensors on the device."""
+        maps = pose_maps(target_poses).to(self.device)
+        with self._autocast():
+            labels = self.aa.decode(reference["aa"], maps).argmax(1)  # (B, H, W)
+            image = self.ct.decode(reference["ct"], to_onehot(labels), maps)["image"]
+        image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return image, labels.to(torch.uint8)
+
+    def stream(self, image, parsing, pose, target_poses, batch_size=8):
+        """Yield Frames chunks of at most batch_size frames; memory stays flat in the number of frames."""
+        targets = as_pose_array(target_poses, "target_poses").reshape(-1, 18, 2)
+        if batch_size < 1:
+            raise PSCError(f"batch_size must be at least 1, got {batch_size}")
+        reference = self.encode_reference(image, parsing, pose)
+        for start in range(0, len(targets), batch_size):
+            chunk = targets[start:start + batch_size]
+            images, parsings = self.render(reference, torch.from_numpy(chunk))
+            yield Frames(images.cpu().numpy(), parsings.cpu().numpy(), chunk, start)
+
+    def transfer(self, image, parsing, pose, target_poses, batch_size=8):
+        """All frames at once: .images (N, 256, 256, 3) uint8, .parsings (N, 256, 256) uint8."""
+        chunks = list(self.stream(image, parsing, pose, target_poses, batch_size))
+        if not chunks:
+            return Frames(np.zeros((0, 256, 256, 3), np.uint8), np.zeros((0, 256, 256), np.uint8),
+                          np.zeros((0, 18, 2), np.float32))
+        return Frames(*(np.concatenate([getattr(c, k) for c in chunks]) for k in ("images", "parsings", "poses")))
