@@ -27,7 +27,11 @@ def example_inputs(n, seed=0):
     parsing[60:130, 100:156] = 4
     parsing[130:220, 108:148] = 5
     parsing[220:240, 105:150] = 6
-    image = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    colours = np.array([[200, 200, 205], [60, 40, 20], [230, 190, 160], [220, 170, 140], [40, 90, 200],
+                        [50, 50, 60], [120, 30, 30]], np.float32)
+    stripes = (np.arange(256)[:, None] // 6 % 2).astype(np.float32) * 40  # a striped top
+    image = colours[parsing] + np.where(parsing == 4, stripes, 0)[..., None]
+    image = (image + rng.normal(0, 3, image.shape)).clip(0, 255).astype(np.uint8)
     swing = np.sin(np.linspace(0, 2 * np.pi, n))[:, None] * 12
     targets = np.repeat(pose[None], n, 0)
     targets[:, [3, 4, 6, 7], 0] += swing

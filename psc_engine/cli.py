@@ -3,6 +3,7 @@
   test      the original release's job on the test layout (PM -> AA -> CT at t = 0.2 .. 1.0)
   animate   one frame per target pose (what the Blender add-on runs)
   bench     frames per second of the AA + CT chain, batched vs the seed-style loop
+  train     train PM, AA or CT on the train layout
   init-weights  write untrained placeholder checkpoints
 
 User errors print one line, `psc: error: <file>: <what is wrong>`, and exit with status 2.
@@ -134,6 +135,13 @@ def cmd_bench(args):
     return 0
 
 
+def cmd_train(args):
+    from .train import train
+
+    train(args)
+    return 0
+
+
 def cmd_init_weights(args):
     from .weights import make_placeholder
 
@@ -186,6 +194,24 @@ def build_parser():
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     b.set_defaults(fn=cmd_bench)
+
+    tr = sub.add_parser("train", help="train PM, AA or CT on the train layout (folders or .tar shards)")
+    tr.add_argument("--data_dir", required=True, action="append", help="train-layout folder or folder of .tar shards (repeatable)")
+    tr.add_argument("--model", required=True, choices=["pm", "aa", "ct"])
+    tr.add_argument("--out", default="runs", help="run folder: <out>/<model>/checkpoint.pt, losses.csv, losses.png, weights/")
+    tr.add_argument("--resume", action="store_true", help="continue from <out>/<model>/checkpoint.pt")
+    tr.add_argument("--steps", type=int, default=20000, help="total steps (the lr halves every quarter)")
+    tr.add_argument("--batch", type=int, default=4)
+    tr.add_argument("--lr", type=float, default=4e-4)
+    tr.add_argument("--base", type=int, default=16, help="base channel width")
+    tr.add_argument("--size", type=int, default=256, choices=[128, 256], help="training resolution (128: a cheaper first stage)")
+    tr.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this many minutes")
+    tr.add_argument("--checkpoint_minutes", type=float, default=5)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--no_augment", action="store_true")
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(fn=cmd_train)
 
     w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")
     w.add_argument("--out", default="weights")

@@ -34,3 +34,28 @@ def process_strip(p0, p1, s0, i0, steps, tile=128):
         tiles += [draw_skeleton(pose), colorize_parsing(parsing), image]
     small = [np.asarray(Image.fromarray(t).resize((tile, tile), Image.BILINEAR)) for t in tiles]
     return np.concatenate(small, axis=1)
+
+
+def loss_plot(rows, path, width=640, height=360):
+    """A PNG line plot of the training loss (raw in grey, a running mean in blue), log scale."""
+    from .images import write_png
+
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    losses = np.array([float(r["loss"]) for r in rows if float(r["loss"]) > 0])
+    if len(losses) >= 2:
+        k = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        lo, hi = np.log(losses.min()), np.log(losses.max()) + 1e-9
+        pad = 40
+
+        def pts(values, offset=0):
+            xs = pad + (np.arange(len(values)) + offset) / max(len(losses) - 1, 1) * (width - 2 * pad)
+            ys = height - pad - (np.log(values) - lo) / (hi - lo) * (height - 2 * pad)
+            return list(zip(xs.tolist(), ys.tolist()))
+
+        d.line(pts(losses), fill=(190, 190, 190))
+        d.line(pts(smooth, (k - 1) / 2), fill=(30, 80, 200), width=2)
+        d.rectangle([pad, pad, width - pad, height - pad], outline=(0, 0, 0))
+        d.text((pad, 10), f"loss (log scale) {losses.max():.3g} .. {losses.min():.3g}, {len(losses)} steps", fill=(0, 0, 0))
+    write_png(path, np.asarray(img), compress_level=6)

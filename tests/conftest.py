@@ -47,3 +47,30 @@ def run_cli(*args, cwd=None, env=None):
     """Run `python -m psc_engine ...` in a real subprocess."""
     return subprocess.run([sys.executable, "-m", "psc_engine", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)
+
+
+def make_train_layout(root, n=2):
+    """A drawn train-layout folder: n people, 8 views each (the figure shifted per view)."""
+    from psc_engine.data import VIEWS
+
+    image, parsing, pose, targets = example_inputs(8)
+    for v in VIEWS:
+        (root / f"{v}_img").mkdir(parents=True, exist_ok=True)
+        (root / f"{v}_sg").mkdir(parents=True, exist_ok=True)
+    (root / "joint").mkdir(exist_ok=True)
+    (root / "joint_interpolation").mkdir(exist_ok=True)
+    for i in range(n):
+        stem = f"{i:04d}"
+        poses = []
+        for k, v in enumerate(VIEWS):
+            shift = 4 * k + i
+            from PIL import Image
+            Image.fromarray(np.roll(image, shift, axis=1)).save(root / f"{v}_img" / f"{stem}.jpg", quality=95)
+            write_png(root / f"{v}_sg" / f"{stem}.png", np.roll(parsing, shift, axis=1))
+            p = targets[k].copy()
+            p[:, 0] += shift
+            poses.append(p)
+        write_pose_csv(root / "joint" / f"{stem}.csv", np.stack(poses))
+        interp = np.concatenate([np.stack(poses[:4]), np.stack([poses[k % 8] for k in range(8)])])
+        write_pose_csv(root / "joint_interpolation" / f"{stem}.csv", interp, [0] * 4 + [0.3, 0.7] * 4)
+    return root

@@ -1,0 +1,74 @@
+"""Training pairs, as the method note describes them, drawn reproducibly from (seed, step).
+
+- PM: a transition between two neighbouring reference views (front->left, ..., right->front,
+  either direction) with its two true in-between poses and their t.
+- AA and CT: a view and a neighbour on the turning ring of eight views (front, mid0, left, mid1,
+  back, mid2, right, mid3): distance 1 is view -> in-between view, distance 2 is view -> next
+  view; both directions.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import affine_poses, apply_affine, flip_batch, flip_poses, jitter_garments, random_affines
+from .data import REFERENCE_VIEWS, RING, VIEWS
+from .poses import pose_maps
+
+
+def pm_batch(data, rng, batch, size, augment=True):
+    pa, pb, t1, t2, g1, g2 = [], [], [], [], [], []
+    for _ in range(batch):
+        i = int(rng.integers(len(data)))
+        poses, ts, interp = data.poses(i)
+        k = int(rng.integers(4))
+        a, b = poses[VIEWS.index(REFERENCE_VIEWS[k])], poses[VIEWS.index(REFERENCE_VIEWS[(k + 1) % 4])]
+        (ta, tb), (ga, gb) = ts[4 + 2 * k: 6 + 2 * k], interp[4 + 2 * k: 6 + 2 * k]
+        if rng.random() < 0.5:  # the same transition backwards
+            a, b, ta, tb = b, a, 1 - ta, 1 - tb
+        pa.append(a), pb.append(b), t1.append(ta), t2.append(tb), g1.append(ga), g2.append(gb)
+    poses = torch.from_numpy(np.stack([pa, pb, g1, g2], 1))  # (B, 4, 18, 2)
+    if augment:
+        flip = rng.random(batch) < 0.5
+        aff = random_affines(rng, batch)
+        flat = poses.reshape(batch * 4, 18, 2)  # the four poses of an item share one flip and affine
+        flat = torch.where(torch.from_numpy(np.repeat(flip, 4))[:, None, None], flip_poses(flat), flat)
+        poses = affine_poses(flat, np.repeat(aff, 4, 0)).reshape(batch, 4, 18, 2)
+    maps = pose_maps(poses.reshape(-1, 18, 2), size=size).reshape(batch, 4, 18, size, size)
+    ok = ~torch.isnan(poses).any(-1).any(1)  # (B, 18) joints present in all four poses
+    return {"maps_a": maps[:, 0], "maps_b": maps[:, 1], "target1": maps[:, 2], "target2": maps[:, 3],
+            "t1": torch.tensor(t1, dtype=torch.float32), "t2": torch.tensor(t2, dtype=torch.float32), "joints_ok": ok}
+
+
+def pair_batch(data, rng, batch, size, augment=True):
+    """Source and target view of the same person: images in [-1, 1], labels, poses, at `size`."""
+    items = []
+    for _ in range(batch):
+        i = int(rng.integers(len(data)))
+        s = int(rng.integers(8))
+        t = (s + int(rng.choice([-2, -1, 1, 2]))) % 8
+        poses, _, _ = data.poses(i)
+        vs, vt = RING[s], RING[t]
+        items.append((data.image(i, vs), data.parsing(i, vs), poses[VIEWS.index(vs)],
+                      data.image(i, vt), data.parsing(i, vt), poses[VIEWS.index(vt)]))
+    cols = [torch.from_numpy(np.stack(c)) for c in zip(*items)]
+    images = torch.cat([cols[0], cols[3]]).permute(0, 3, 1, 2).float() / 127.5 - 1  # (2B, 3, 256, 256)
+    labels = torch.cat([cols[1], cols[4]]).long()  # (2B, 256, 256)
+    poses = torch.cat([cols[2], cols[5]])  # (2B, 18, 2)
+    if augment:
+        flip = torch.from_numpy(np.tile(rng.random(batch) < 0.5, 2))  # source and target flip together
+        f = flip_batch(images, labels, poses)
+        images = torch.where(flip[:, None, None, None], f[0], images)
+        labels = torch.where(flip[:, None, None], f[1], labels)
+        poses = torch.where(flip[:, None, None], f[2], poses)
+        images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, 2 * batch))
+        angles = np.tile(np.where(rng.random(batch) < 0.7, rng.uniform(-np.pi, np.pi, batch), 0.0), 2)
+        images = jitter_garments(images, labels, angles)
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="area")
+        step = labels.shape[-1] // size
+        labels = labels[:, step // 2::step, step // 2::step]
+    maps = pose_maps(poses, size=size)
+    onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
+    src, tgt = slice(0, batch), slice(batch, 2 * batch)
+    return {"src_image": images[src], "src_labels": labels[src], "src_onehot": onehot[src], "src_maps": maps[src],
+            "tgt_image": images[tgt], "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt]}

@@ -1,0 +1,66 @@
+"""Image and parsing metrics, shared by the training losses and `evaluate`.
+
+SSIM follows Wang et al. 2004: an 11x11 Gaussian window (sigma 1.5), C1 = (0.01 L)^2,
+C2 = (0.03 L)^2, on each channel, averaged. Images are (B, C, H, W) floats with range L.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def _gaussian_window(size=11, sigma=1.5, device=None, dtype=torch.float32):
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim_map(a, b, data_range=2.0):
+    """(B, C, H, W) x2 -> (B, 1, H, W) per-pixel SSIM averaged over channels ('valid' window region padded by reflection)."""
+    c = a.shape[1]
+    w = _gaussian_window(device=a.device, dtype=a.dtype).expand(c, 1, 11, 11)
+    pad = lambda x: F.pad(x, (5, 5, 5, 5), mode="reflect")
+    mu_a, mu_b = F.conv2d(pad(a), w, groups=c), F.conv2d(pad(b), w, groups=c)
+    saa = F.conv2d(pad(a * a), w, groups=c) - mu_a ** 2
+    sbb = F.conv2d(pad(b * b), w, groups=c) - mu_b ** 2
+    sab = F.conv2d(pad(a * b), w, groups=c) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    return s.mean(1, keepdim=True)
+
+
+def ssim(a, b, data_range=2.0, mask=None):
+    """Mean SSIM per item (B,); with a (B, 1, H, W) mask, the mean over the masked pixels."""
+    s = ssim_map(a, b, data_range)
+    if mask is None:
+        return s.mean((1, 2, 3))
+    return (s * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1)
+
+
+def psnr(a, b, data_range=2.0, mask=None):
+    """PSNR in dB per item (B,), optionally over masked pixels only."""
+    err = (a - b) ** 2
+    if mask is None:
+        mse = err.mean((1, 2, 3))
+    else:
+        mse = (err * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * a.shape[1]).clamp_min(1)
+    return 10 * torch.log10(data_range ** 2 / mse.clamp_min(1e-10))
+
+
+def masked_l1(a, b, mask):
+    """Mean absolute difference per item over the masked pixels (B,)."""
+    return ((a - b).abs() * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * a.shape[1]).clamp_min(1)
+
+
+def confusion(pred, truth, classes=7):
+    """(B, H, W) labels -> (classes, classes) counts, rows = truth."""
+    idx = truth.reshape(-1).long() * classes + pred.reshape(-1).long()
+    return torch.bincount(idx, minlength=classes * classes).reshape(classes, classes)
+
+
+def miou(conf):
+    """Mean IoU over the classes present in the truth or the prediction."""
+    conf = conf.double()
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    present = union > 0
+    return float((inter[present] / union[present]).mean()) if present.any() else float("nan")

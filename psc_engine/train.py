@@ -1,0 +1,169 @@
+"""Training: `python -m psc_engine train --data_dir D --model pm|aa|ct`.
+
+Runs that fit these machines: `--minutes` stops cleanly with a checkpoint, `--resume` carries on
+exactly (model, optimiser, scheduler and step are saved; every batch is drawn from a random
+generator seeded by (seed, step), so a resumed run sees the same batches as an unbroken one).
+Checkpoints and the loss log are written atomically; the exported weights (safetensors + card)
+are refreshed at each checkpoint. On CUDA it uses bf16 autocast; under `torchrun` it trains
+data-parallel (DistributedDataParallel), each rank drawing its own batches.
+"""
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batches import pair_batch, pm_batch
+from .data import TrainSet
+from .errors import PSCError
+from .images import atomic_write_bytes
+from .losses import RandomFeatures, aa_losses, ct_losses
+from .pipeline import pick_device
+from .weights import build_net, save_weights
+
+
+def _dist():
+    """(rank, world) from torchrun's environment; initialises the process group when world > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return rank, world
+
+
+def step_loss(kind, net, batch, probe):
+    """One training step's loss (and its terms) for net `kind` on a batch from batches.py."""
+    if kind == "pm":
+        from .losses import pm_losses
+
+        return pm_losses(net, batch["maps_a"], batch["maps_b"], batch["t1"], batch["t2"],
+                         batch["target1"], batch["target2"], batch["joints_ok"])
+    if kind == "aa":
+        return aa_losses(net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]), batch["tgt_labels"])
+    out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], batch["tgt_onehot"], batch["tgt_maps"])
+    return ct_losses(probe, out, batch["tgt_image"], batch["tgt_onehot"], batch["src_onehot"])
+
+
+def make_batch(kind, data, rng, batch, size, device, augment=True):
+    b = pm_batch(data, rng, batch, size, augment) if kind == "pm" else pair_batch(data, rng, batch, size, augment)
+    return {k: v.to(device, non_blocking=True) for k, v in b.items()}
+
+
+def save_checkpoint(path, net, opt, sched, step, info):
+    buf = io.BytesIO()
+    torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                "info": json.dumps(info)}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_log(path, rows):
+    if not rows:
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[-1].keys()), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_log(path, up_to_step):
+    """The logged rows of steps 1..up_to_step (rows after the last checkpoint are dropped)."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if int(r["step"]) <= up_to_step]
+
+
+def train(args, out=sys.stderr):
+    rank, world = _dist()
+    device = pick_device(args.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    data = TrainSet(args.data_dir)
+    run_dir = Path(args.out) / args.model
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "losses.csv"
+    if ckpt_path.exists() and not args.resume:
+        raise PSCError("a checkpoint is already here; pass --resume to continue it or choose another --out", ckpt_path)
+
+    torch.manual_seed(args.seed)  # the initial weights, too, come from the seed
+    net = build_net(args.model, {"base": args.base}).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, args.steps // 4), gamma=0.5)  # halve each quarter
+    step, info = 0, {"seconds": 0.0, "samples_seen": 0}
+    if args.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        step, info = state["step"], json.loads(state["info"])
+        if info.get("config") and info["config"] != net.config:
+            raise PSCError(f"checkpoint was trained with {info['config']}, not {net.config}", ckpt_path)
+    rows = read_log(log_path, step)
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    probe = RandomFeatures().to(device) if args.model == "ct" else None
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    info.update(config=net.config, model=args.model, size=args.size, batch=args.batch * world, lr=args.lr,
+                samples=len(data), data=[str(d) for d in args.data_dir],
+                hardware=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} ({platform.machine()})")
+
+    def checkpoint():
+        if rank == 0:
+            info["steps"] = step
+            save_checkpoint(ckpt_path, net, opt, sched, step, info)
+            write_log(log_path, rows)
+            save_weights(net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
+                         size=args.size, data=f"{len(data)} train-layout samples from {', '.join(info['data'])}",
+                         seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"])
+            from .draw import loss_plot
+
+            loss_plot(rows, run_dir / "losses.png")
+
+    start_step, t0, last_ckpt = step, time.perf_counter(), time.perf_counter()
+    seconds_before = info["seconds"]
+    deadline = t0 + args.minutes * 60 if args.minutes else None
+    net.train()
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step, rank])
+        torch.manual_seed(args.seed * 1_000_003 + step * 31 + rank)
+        batch = make_batch(args.model, data, rng, args.batch, args.size, device, augment=not args.no_augment)
+        with amp:
+            loss, terms = step_loss(args.model, model, batch, probe)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        now = time.perf_counter()
+        info["seconds"] = seconds_before + now - t0
+        info["samples_seen"] += args.batch * world
+        rows.append({"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+                     **{k: round(v, 5) for k, v in terms.items()}, "seconds": round(info["seconds"], 1)})
+        if rank == 0 and not args.quiet:
+            rate = (step - start_step) / (now - t0)
+            eta = (args.steps - step) / max(rate, 1e-9)
+            print(f"\r{args.model} step {step}/{args.steps} loss {loss.item():.4f} {rate:.2f} it/s "
+                  f"ETA {eta / 60:.1f} min", end="", file=out, flush=True)
+        if now - last_ckpt > args.checkpoint_minutes * 60 or step == args.steps:
+            checkpoint()
+            last_ckpt = now
+        if deadline and now > deadline:
+            break
+    if step != int(info.get("steps", -1)):
+        checkpoint()
+    if rank == 0 and not args.quiet:
+        print(f"\n{args.model}: stopped at step {step}/{args.steps}; checkpoint {ckpt_path}; weights {run_dir / 'weights'}",
+              file=out)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return step

@@ -1,0 +1,112 @@
+"""Training: losses go down, a killed run resumes exactly, augmentation keeps labels right."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_train_layout, run_cli
+from psc_engine.augment import apply_affine, flip_batch
+from psc_engine.data import TrainSet
+from psc_engine.poses import JOINTS
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory):
+    return make_train_layout(tmp_path_factory.mktemp("train"), n=2)
+
+
+def losses(run, model):
+    with open(run / model / "losses.csv") as f:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("model", ["aa", "ct"])
+def test_a_few_steps_lower_the_loss(train_dir, tmp_path, model):
+    r = run_cli("train", "--data_dir", train_dir, "--model", model, "--out", tmp_path, "--steps", "40",
+                "--batch", "2", "--base", "4", "--size", "128", "--lr", "2e-3", "--no_augment", "--quiet")
+    assert r.returncode == 0, r.stderr
+    values = [v for _, v in losses(tmp_path, model)]
+    assert len(values) == 40
+    assert np.mean(values[-5:]) < 0.9 * np.mean(values[:5]), values
+    assert (tmp_path / model / "losses.png").is_file()
+    assert (tmp_path / model / "weights" / f"{model}.safetensors").is_file()
+
+
+def test_pm_trains(train_dir, tmp_path):
+    r = run_cli("train", "--data_dir", train_dir, "--model", "pm", "--out", tmp_path, "--steps", "30",
+                "--batch", "2", "--base", "4", "--size", "128", "--lr", "2e-3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    values = [v for _, v in losses(tmp_path, "pm")]
+    assert np.mean(values[-5:]) < np.mean(values[:5])
+
+
+def test_resume_after_kill_continues_exactly(train_dir, tmp_path):
+    common = ["--data_dir", train_dir, "--model", "aa", "--steps", "12", "--batch", "1", "--base", "4",
+              "--size", "128", "--quiet"]
+    straight = tmp_path / "straight"
+    assert run_cli("train", *common, "--out", straight).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "psc_engine", "train", *map(str, common), "--out", str(killed),
+                             "--checkpoint_minutes", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "aa" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpt.exists() and len(losses(killed, "aa")) >= 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = torch.load(ckpt, weights_only=True)["step"]
+    assert 4 <= at_kill < 12
+    r = run_cli("train", *common, "--out", killed, "--resume")
+    assert r.returncode == 0, r.stderr
+    a, b = losses(straight, "aa"), losses(killed, "aa")
+    assert [s for s, _ in b] == list(range(1, 13))
+    np.testing.assert_allclose([v for _, v in b], [v for _, v in a], rtol=1e-4)
+
+
+def test_existing_checkpoint_needs_resume(train_dir, tmp_path):
+    args = ["train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1", "--batch", "1",
+            "--base", "4", "--size", "128", "--quiet"]
+    assert run_cli(*args).returncode == 0
+    r = run_cli(*args)
+    assert r.returncode == 2 and "--resume" in r.stderr
+
+
+def test_flip_swaps_joints_and_keeps_classes():
+    images = torch.zeros(1, 3, 256, 256)
+    images[0, :, :, :10] = 1  # a bright stripe on the left edge
+    labels = torch.zeros(1, 256, 256, dtype=torch.long)
+    labels[0, :, :10] = 4
+    pose = torch.full((1, 18, 2), float("nan"))
+    pose[0, JOINTS.index("r_wrist")] = torch.tensor([5.0, 100.0])
+    fi, fl, fp = flip_batch(images, labels, pose)
+    assert fi[0, 0, 0, -1] == 1 and fi[0, 0, 0, 0] == 0
+    assert fl[0, 0, -1] == 4 and set(fl.unique().tolist()) == {0, 4}
+    np.testing.assert_allclose(fp[0, JOINTS.index("l_wrist")].numpy(), [250.0, 100.0])
+    assert torch.isnan(fp[0, JOINTS.index("r_wrist")]).all()
+
+
+def test_affine_keeps_joint_on_its_pixel():
+    """A joint marked in the parsing stays on the same label after scale + shift."""
+    labels = torch.zeros(1, 256, 256, dtype=torch.long)
+    labels[0, 60:64, 90:94] = 2
+    images = labels[:, None].float().expand(1, 3, 256, 256).contiguous()
+    pose = torch.full((1, 18, 2), float("nan"))
+    pose[0, 0] = torch.tensor([91.5, 61.5])
+    _, lab, p = apply_affine(images, labels, pose, np.array([[1.1, 7.0, -5.0]]))
+    x, y = p[0, 0].round().long().tolist()
+    assert lab[0, y, x] == 2
+
+
+def test_trainset_ignores_incomplete_samples(train_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(train_dir, copy)
+    (copy / "back_sg" / "0001.png").unlink()
+    assert TrainSet(copy).stems == ["0000"]
