@@ -4,6 +4,7 @@
   animate   one frame per target pose (what the Blender add-on runs)
   bench     frames per second of the AA + CT chain, batched vs the seed-style loop
   train     train PM, AA or CT on the train layout
+  evaluate  SSIM / PSNR / mIoU / PM joint error on a train-layout folder, with baselines
   init-weights  write untrained placeholder checkpoints
 
 User errors print one line, `psc: error: <file>: <what is wrong>`, and exit with status 2.
@@ -142,6 +143,18 @@ def cmd_train(args):
     return 0
 
 
+def cmd_evaluate(args):
+    from .evaluate import evaluate, format_table, write_report
+
+    pipe = _pipeline(args)
+    report, sheet = evaluate(pipe, args.data_dir, limit=args.limit, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+    print(format_table(report))
+    write_report(report, sheet, args.report_dir)
+    print(f"report: {args.report_dir}/report.json, {args.report_dir}/contact_sheet.png "
+          "(columns: input, truth, ours, ours with true S_t, copy, affine warp)")
+    return 0
+
+
 def cmd_init_weights(args):
     from .weights import make_placeholder
 
@@ -212,6 +225,13 @@ def build_parser():
     tr.add_argument("--device", default="auto")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(fn=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="quality on a train-layout folder, against two baselines")
+    ev.add_argument("--data_dir", required=True, action="append", help="train-layout folder or folder of .tar shards")
+    ev.add_argument("--report_dir", default="evaluation", help="where report.json, table.txt, contact_sheet.png go")
+    ev.add_argument("--limit", type=int, default=None, help="at most this many samples")
+    common(ev)
+    ev.set_defaults(fn=cmd_evaluate)
 
     w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")
     w.add_argument("--out", default="weights")

@@ -60,7 +60,7 @@ class Frames:
 
 def to_tensor_image(image, device):
     """(256, 256, 3) uint8 -> (1, 3, 256, 256) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
 def to_onehot(labels, device=None):
@@ -126,11 +126,16 @@ class Pipeline:
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}
 
     @torch.inference_mode()
-    def render(self, reference, target_poses):
-        """One batch: reference features and (B, 18, 2) poses -> (images (B,256,256,3), parsings (B,256,256)) uint8 tensors on the device."""
+    def render(self, reference, target_poses, target_parsings=None):
+        """One batch: reference features and (B, 18, 2) poses -> (images (B,256,256,3), parsings (B,256,256))
+        uint8 tensors on the device. Given target_parsings (B, 256, 256), CT uses them instead of AA's
+        (evaluation with the true shape)."""
         maps = pose_maps(target_poses).to(self.device)
         with self._autocast():
-            labels = self.aa.decode(reference["aa"], maps).argmax(1)  # (B, H, W)
+            if target_parsings is None:
+                labels = self.aa.decode(reference["aa"], maps).argmax(1)  # (B, H, W)
+            else:
+                labels = torch.as_tensor(target_parsings, device=self.device).long()
             image = self.ct.decode(reference["ct"], to_onehot(labels), maps)["image"]
         image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, labels.to(torch.uint8)

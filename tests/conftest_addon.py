@@ -5,7 +5,6 @@ The rigs are built here, bone by bone, with the naming of Rigify, Mixamo or Make
 preset detection is tested on names, not on files.
 """
 import math
-import os
 import sys
 from pathlib import Path
 

@@ -1,0 +1,139 @@
+"""`python -m psc_engine evaluate --data_dir D`: quality on any train-layout folder.
+
+For each sample, each reference view (front, left, back, right) goes to its neighbouring views
+(the next reference view either way round) and its in-between views, with the true target pose:
+
+- ours: the chain AA -> CT; "ours, true S_t": CT given the true target parsing (CT alone);
+- copy: I0 as it is; affine: I0 warped piecewise-affinely by the two skeletons.
+
+Metrics per method: SSIM and PSNR over the whole frame and within the person (the target's
+non-background pixels), L1 within the clothing (classes 4, 5; pixel values in [0, 1]), and AA's
+parsing mIoU. PM is scored on each transition's true in-between poses: mean joint distance in
+pixels, against straight-line interpolation between the two references.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .baselines import piecewise_affine_warp
+from .data import REFERENCE_VIEWS, RING, VIEWS, TrainSet
+from .images import atomic_write_bytes, colorize_parsing, write_png
+from .metrics import confusion, masked_l1, miou, psnr, ssim
+
+METHODS = ("ours", "ours_true_parsing", "copy", "affine")
+
+
+def pairs():
+    """(source view, target view) pairs: each reference view to ring neighbours at distance 1 and 2."""
+    out = []
+    for v in REFERENCE_VIEWS:
+        i = RING.index(v)
+        out += [(v, RING[(i + d) % 8]) for d in (-2, -1, 1, 2)]
+    return out
+
+
+def to_float(images):
+    """(B, 256, 256, 3) uint8 -> (B, 3, 256, 256) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+
+
+def image_metrics(pred, truth, truth_parsing):
+    p, t = to_float(pred), to_float(truth)
+    lab = torch.from_numpy(truth_parsing)[:, None]
+    person = (lab > 0).float()
+    cloth = ((lab == 4) | (lab == 5)).float()
+    return {"ssim": ssim(p, t, 1.0), "psnr": psnr(p, t, 1.0), "ssim_person": ssim(p, t, 1.0, person),
+            "psnr_person": psnr(p, t, 1.0, person), "l1_cloth": masked_l1(p, t, cloth)}
+
+
+def pm_errors(pipe, poses, ts, interp):
+    """Mean joint distance (px) of PM and of a straight line to the 8 true in-between poses."""
+    pm_err, line_err = [], []
+    for k in range(4):
+        a, b = poses[VIEWS.index(REFERENCE_VIEWS[k])], poses[VIEWS.index(REFERENCE_VIEWS[(k + 1) % 4])]
+        t = ts[4 + 2 * k: 6 + 2 * k]
+        truth = interp[4 + 2 * k: 6 + 2 * k]
+        pred = pipe.interpolate(a, b, t)
+        line = a[None] + t[:, None, None] * (b - a)[None]
+        for guess, errs in ((pred, pm_err), (line, line_err)):
+            d = np.linalg.norm(guess - truth, axis=-1)
+            ok = ~np.isnan(d)
+            errs.extend(d[ok].tolist())
+            # A joint the truth has but the guess lost counts as missed, not as a distance.
+    return pm_err, line_err
+
+
+def contact_row(src, truth, outs, size=128):
+    tiles = [src, truth] + outs
+    return np.concatenate([np.asarray(Image.fromarray(t).resize((size, size), Image.BILINEAR)) for t in tiles], 1)
+
+
+def evaluate(pipe, data_dir, limit=None, sheet_rows=12, log=print):
+    data = TrainSet(data_dir)
+    n = min(len(data), limit) if limit else len(data)
+    sums = {m: {} for m in METHODS}
+    counts = {m: 0 for m in METHODS}
+    conf = torch.zeros(7, 7, dtype=torch.long)
+    pm_err, line_err, sheet = [], [], []
+    start = time.perf_counter()
+    for i in range(n):
+        poses, ts, interp = data.poses(i)
+        a, b = pm_errors(pipe, poses, ts, interp)
+        pm_err += a
+        line_err += b
+        images = {v: data.image(i, v) for v in VIEWS}
+        parsings = {v: data.parsing(i, v) for v in VIEWS}
+        by_source = {}
+        for s, t in pairs():
+            by_source.setdefault(s, []).append(t)
+        for s, targets in by_source.items():
+            tpose = np.stack([poses[VIEWS.index(t)] for t in targets])
+            truth = np.stack([images[t] for t in targets])
+            tpars = np.stack([parsings[t] for t in targets])
+            ref = pipe.encode_reference(images[s], parsings[s], poses[VIEWS.index(s)])
+            ours, ours_par = (x.cpu().numpy() for x in pipe.render(ref, torch.from_numpy(tpose)))
+            ours_true = pipe.render(ref, torch.from_numpy(tpose), tpars)[0].cpu().numpy()
+            copy = np.repeat(images[s][None], len(targets), 0)
+            affine = np.stack([piecewise_affine_warp(images[s], poses[VIEWS.index(s)], p) for p in tpose])
+            conf += confusion(torch.from_numpy(ours_par), torch.from_numpy(tpars))
+            for name, pred in zip(METHODS, (ours, ours_true, copy, affine)):
+                for key, vals in image_metrics(pred, truth, tpars).items():
+                    sums[name][key] = sums[name].get(key, 0.0) + float(vals.sum())
+                counts[name] += len(targets)
+            if len(sheet) < sheet_rows:
+                sheet.append(contact_row(images[s], truth[0], [ours[0], ours_true[0], copy[0], affine[0]]))
+        log(f"\revaluate {i + 1}/{n} samples ({(i + 1) / (time.perf_counter() - start):.2f}/s)", end="")
+    log("")
+    report = {m: {k: v / counts[m] for k, v in sums[m].items()} for m in METHODS}
+    report["ours"]["miou"] = miou(conf)
+    report["pm"] = {"pm_joint_error_px": float(np.mean(pm_err)) if pm_err else float("nan"),
+                    "linear_joint_error_px": float(np.mean(line_err)) if line_err else float("nan")}
+    report["meta"] = {"samples": n, "pairs": counts["ours"], "data_dir": [str(d) for d in np.atleast_1d(data_dir)],
+                      "weights": {k: {kk: c.get(kk) for kk in ("steps", "placeholder", "data")} for k, c in pipe.cards.items()},
+                      "seconds": round(time.perf_counter() - start, 1)}
+    return report, (np.concatenate(sheet, 0) if sheet else None)
+
+
+def format_table(report):
+    cols = ("ssim", "ssim_person", "psnr", "psnr_person", "l1_cloth")
+    lines = [f"{'method':<20}" + "".join(f"{c:>13}" for c in cols) + f"{'mIoU':>8}"]
+    for m in METHODS:
+        r = report[m]
+        lines.append(f"{m:<20}" + "".join(f"{r[c]:>13.4f}" for c in cols) + (f"{r['miou']:>8.4f}" if "miou" in r else f"{'':>8}"))
+    pm = report["pm"]
+    lines.append(f"PM joint error: {pm['pm_joint_error_px']:.2f} px (straight line: {pm['linear_joint_error_px']:.2f} px)")
+    lines.append(f"{report['meta']['samples']} samples, {report['meta']['pairs']} pairs")
+    return "\n".join(lines)
+
+
+def write_report(report, sheet, out_dir):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "table.txt", (format_table(report) + "\n").encode())
+    if sheet is not None:
+        write_png(out_dir / "contact_sheet.png", sheet, compress_level=6)
