@@ -58,21 +58,29 @@ class Frames:
         return len(self.images)
 
 
+CL = torch.channels_last  # NHWC: oneDNN's and cuDNN's fast layout for convs; same values, measured faster
+
+
 def to_tensor_image(image, device):
-    """(256, 256, 3) uint8 -> (1, 3, 256, 256) float in [-1, 1]."""
-    return torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 127.5 - 1
+    """(256, 256, 3) uint8 -> (1, 3, 256, 256) float in [-1, 1], channels-last."""
+    return (torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 127.5 - 1).contiguous(memory_format=CL)
 
 
 def to_onehot(labels, device=None):
-    """(B, H, W) int labels -> (B, 7, H, W) float one-hot."""
+    """(B, H, W) int labels -> (B, 7, H, W) float one-hot, channels-last (one_hot's natural layout)."""
     labels = torch.as_tensor(labels, device=device).long()
     return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+def maps_for(poses, device):
+    """(B, 18, 2) poses -> (B, 18, 256, 256) pose maps on the device, channels-last."""
+    return pose_maps(poses).to(device).contiguous(memory_format=CL)
 
 
 class Pipeline:
     def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None):
         self.device = pick_device(device)
-        self.pm, self.aa, self.ct = (net.to(self.device).eval() for net in (pm, aa, ct))
+        self.pm, self.aa, self.ct = (net.to(self.device, memory_format=CL).eval() for net in (pm, aa, ct))
         self.half = bool(half) and self.device.type == "cuda"
         self.cards = cards or {}
 
@@ -103,8 +111,8 @@ class Pipeline:
         ts = np.atleast_1d(np.asarray(ts, dtype=np.float32))
         if not np.all((ts >= 0) & (ts <= 1)):
             raise PSCError("interpolate: every t must lie in [0, 1]")
-        maps0 = pose_maps(p0[None]).to(self.device)  # (1, 18, H, W)
-        maps1 = pose_maps(p1[None]).to(self.device)
+        maps0 = maps_for(p0[None], self.device)  # (1, 18, H, W)
+        maps1 = maps_for(p1[None], self.device)
         out = []
         for i in range(0, len(ts), batch_size):
             t = torch.from_numpy(ts[i:i + batch_size]).to(self.device)
@@ -121,7 +129,7 @@ class Pipeline:
         pose = as_pose_array(pose, "pose")
         img = to_tensor_image(image, self.device)
         onehot = to_onehot(parsing[None], self.device)
-        maps = pose_maps(pose[None]).to(self.device)
+        maps = maps_for(pose[None], self.device)
         with self._autocast():
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}
 
@@ -130,7 +138,7 @@ class Pipeline:
         """One batch: reference features and (B, 18, 2) poses -> (images (B,256,256,3), parsings (B,256,256))
         uint8 tensors on the device. Given target_parsings (B, 256, 256), CT uses them instead of AA's
         (evaluation with the true shape)."""
-        maps = pose_maps(target_poses).to(self.device)
+        maps = maps_for(target_poses, self.device)
         with self._autocast():
             if target_parsings is None:
                 labels = self.aa.decode(reference["aa"], maps).argmax(1)  # (B, H, W)
