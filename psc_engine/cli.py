@@ -101,7 +101,8 @@ def cmd_animate(args):
     start = time.perf_counter()
     with OutputDir(args.output_dir, args.overwrite) as out:
         done = 0
-        for chunk in pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size):
+        warn = lambda msg: print(f"psc: warning: {msg}", file=sys.stderr, flush=True)
+        for chunk in pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size, on_warning=warn):
             for i, img in enumerate(chunk.images):
                 out.write_png(f"frame_{chunk.start + i + 1:05d}.png", img)
             for path in out.flush():

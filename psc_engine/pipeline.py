@@ -10,6 +10,7 @@ The command line, the benchmarks, the training evaluation and the Blender add-on
 process all go through this class: there is no second copy of the chain.
 """
 import os
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,10 @@ def to_onehot(labels, device=None):
 def maps_for(poses, device):
     """(B, 18, 2) poses -> (B, 18, 256, 256) pose maps on the device, channels-last."""
     return pose_maps(poses).to(device).contiguous(memory_format=CL)
+
+
+def is_out_of_memory(error):
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
 
 
 class Pipeline:
@@ -148,16 +153,31 @@ class Pipeline:
         image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, labels.to(torch.uint8)
 
-    def stream(self, image, parsing, pose, target_poses, batch_size=8):
-        """Yield Frames chunks of at most batch_size frames; memory stays flat in the number of frames."""
+    def stream(self, image, parsing, pose, target_poses, batch_size=8, on_warning=None):
+        """Yield Frames chunks of at most batch_size frames; memory stays flat in the number of frames.
+
+        Out of memory on a batch: the batch size halves (down to 1) and the same frames are tried
+        again; `on_warning` (default: warnings.warn) is told once per fallback.
+        """
         targets = as_pose_array(target_poses, "target_poses").reshape(-1, 18, 2)
         if batch_size < 1:
             raise PSCError(f"batch_size must be at least 1, got {batch_size}")
         reference = self.encode_reference(image, parsing, pose)
-        for start in range(0, len(targets), batch_size):
+        start = 0
+        while start < len(targets):
             chunk = targets[start:start + batch_size]
-            images, parsings = self.render(reference, torch.from_numpy(chunk))
+            try:
+                images, parsings = self.render(reference, torch.from_numpy(chunk))
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+                if not is_out_of_memory(e) or batch_size == 1:
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                batch_size //= 2
+                (on_warning or warnings.warn)(f"out of memory at batch size {len(chunk)}; continuing with {batch_size}")
+                continue
             yield Frames(images.cpu().numpy(), parsings.cpu().numpy(), chunk, start)
+            start += len(chunk)
 
     def transfer(self, image, parsing, pose, target_poses, batch_size=8):
         """All frames at once: .images (N, 256, 256, 3) uint8, .parsings (N, 256, 256) uint8."""

@@ -88,3 +88,24 @@ def test_weights_hash_mismatch_and_wrong_net(tiny_weights, tmp_path):
     (folder / "ct.safetensors").unlink()
     with pytest.raises(PSCError, match="weight file not found"):
         load_weights(folder, "ct")
+
+
+def test_out_of_memory_falls_back_to_smaller_batches(pipe, monkeypatch):
+    import torch
+
+    image, parsing, pose, targets = example_inputs(7)
+    expected = pipe.transfer(image, parsing, pose, targets, batch_size=2)
+    real = pipe.render
+
+    def fragile(reference, poses, *a):
+        if len(poses) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(reference, poses, *a)
+
+    monkeypatch.setattr(pipe, "render", fragile)
+    said = []
+    chunks = list(pipe.stream(image, parsing, pose, targets, batch_size=8, on_warning=said.append))
+    assert [c.start for c in chunks] == [0, 2, 4, 6]
+    assert said == ["out of memory at batch size 7; continuing with 4", "out of memory at batch size 4; continuing with 2"]
+    got = np.concatenate([c.images for c in chunks])
+    assert np.abs(got.astype(int) - expected.images.astype(int)).max() <= 1
