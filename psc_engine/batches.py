@@ -72,3 +72,28 @@ def pair_batch(data, rng, batch, size, augment=True):
     src, tgt = slice(0, batch), slice(batch, 2 * batch)
     return {"src_image": images[src], "src_labels": labels[src], "src_onehot": onehot[src], "src_maps": maps[src],
             "tgt_image": images[tgt], "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt]}
+
+
+def photo_batch(data, rng, batch, size=256, augment=True):
+    """Single views for the photo nets: image, parsing and pose of any of the eight views."""
+    items = []
+    for _ in range(batch):
+        i, v = int(rng.integers(len(data))), VIEWS[int(rng.integers(8))]
+        items.append((data.image(i, v), data.parsing(i, v), data.poses(i)[0][VIEWS.index(v)]))
+    images = torch.from_numpy(np.stack([it[0] for it in items])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    labels = torch.from_numpy(np.stack([it[1] for it in items])).long()
+    poses = torch.from_numpy(np.stack([it[2] for it in items]))
+    if augment:
+        flip = torch.from_numpy(rng.random(batch) < 0.5)
+        f = flip_batch(images, labels, poses)
+        images = torch.where(flip[:, None, None, None], f[0], images)
+        labels = torch.where(flip[:, None, None], f[1], labels)
+        poses = torch.where(flip[:, None, None], f[2], poses)
+        images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, batch, scale=0.15, shift=20))
+        images = jitter_garments(images, labels, rng.uniform(-np.pi, np.pi, batch))
+        gain = torch.from_numpy(rng.uniform(0.8, 1.2, (batch, 3, 1, 1))).float()  # lighting colour and level
+        images = ((images + 1) * gain - 1).clamp(-1, 1)
+    inside = (poses >= 0).all(-1) & (poses <= 255).all(-1)  # joints pushed off the frame are not visible
+    poses = torch.where(inside[..., None], poses, torch.full_like(poses, float("nan")))
+    return {"image": images, "labels": labels, "poses": poses,
+            "heatmaps": pose_maps(poses, size=64), "visible": ~torch.isnan(poses).any(-1)}

@@ -5,6 +5,7 @@
   bench     frames per second of the AA + CT chain, batched vs the seed-style loop
   train     train PM, AA or CT on the train layout
   evaluate  SSIM / PSNR / mIoU / PM joint error on a train-layout folder, with baselines
+  prepare   a plain photo -> I0, S0, P0 (the photo nets find, frame, parse and pose the person)
   init-weights  write untrained placeholder checkpoints
 
 User errors print one line, `psc: error: <file>: <what is wrong>`, and exit with status 2.
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +41,9 @@ def cmd_test(args):
 
     samples = load_test_layout(args.data_dir)  # everything read and checked before writing
     pipe = _pipeline(args)
+    for s in samples:
+        if s.parsing is None or s.pose0 is None:
+            s.image, s.parsing, s.pose0 = _complete(args, s.image, s.parsing, s.pose0, f"sample {s.stem}")
     with OutputDir(args.output_dir, args.overwrite) as out, OutputDir(args.process_dir, args.overwrite) as proc:
         for s in samples:
             poses = pipe.interpolate(s.pose0, s.pose1, TEST_TS)
@@ -50,6 +55,15 @@ def cmd_test(args):
             print(f"{s.stem}: {len(TEST_TS)} frames", flush=True)
     print(f"wrote {len(samples) * len(TEST_TS)} frames to {args.output_dir} and {len(samples)} process strips to {args.process_dir}")
     return 0
+
+
+def _complete(args, image, parsing, pose, what):
+    """Estimate a missing parsing and/or pose with the photo nets (prepare.py), and say so."""
+    from .prepare import complete_reference
+
+    missing = " and ".join(n for n, v in (("parsing", parsing), ("pose", pose)) if v is None)
+    print(f"psc: {what}: no {missing} given; estimating it from the photo", file=sys.stderr)
+    return complete_reference(image, parsing, pose, args.weights, args.device)
 
 
 def _target_poses(args, pipe):
@@ -84,11 +98,14 @@ def cmd_animate(args):
         raise PSCError("give either --poses (one pose per frame) or --key_poses with --key_frames")
     if args.key_poses and not args.key_frames:
         raise PSCError("--key_poses needs --key_frames (the frame number of each key pose)")
-    image, parsing = read_image(args.image), read_parsing(args.parsing)
-    pose = read_pose_csv(args.pose)[1][0]
+    image = read_image(args.image)
+    parsing = read_parsing(args.parsing) if args.parsing else None
+    pose = read_pose_csv(args.pose)[1][0] if args.pose else None
     if args.poses:
         read_pose_csv(args.poses)  # check the targets before loading the nets
     pipe = _pipeline(args)
+    if parsing is None or pose is None:
+        image, parsing, pose = _complete(args, image, parsing, pose, str(args.image))
     targets = _target_poses(args, pipe)
     progress = args.progress == "json"
 
@@ -156,6 +173,35 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_prepare(args):
+    from .images import write_png
+    from .outputs import OutputDir
+    from .poses import format_pose_csv
+    from .prepare import PhotoPreparer, open_photo, overlay
+
+    photo = open_photo(args.image)
+    prep = PhotoPreparer.from_pretrained(args.weights, args.device)
+    if prep.placeholder:
+        print("psc: warning: the photo nets are untrained placeholders; check the overlay", file=sys.stderr)
+    image, parsing, pose = prep.prepare(photo)
+    stem = args.stem or Path(args.image).stem
+    out = Path(args.out)
+    targets = {f"I0/{stem}.png": image, f"S0/{stem}.png": parsing, f"overlay/{stem}.png": overlay(image, parsing, pose)}
+    clashes = [n for n in [*targets, f"P0/{stem}.csv"] if (out / n).exists()]
+    if clashes and not args.overwrite:
+        raise PSCError(f"{clashes[0]} already exists; pass --overwrite or choose another --out", out)
+    for sub in ("I0", "S0", "P0", "overlay"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for name, array in targets.items():
+        write_png(out / name, array)
+    from .images import atomic_write_bytes
+
+    atomic_write_bytes(out / "P0" / f"{stem}.csv", format_pose_csv(pose[None]).encode())
+    seen = int((~np.isnan(pose).any(-1)).sum())
+    print(f"prepared {stem}: person framed at 256x256, {seen}/18 joints seen; check {out / 'overlay' / (stem + '.png')}")
+    return 0
+
+
 def cmd_init_weights(args):
     from .weights import make_placeholder
 
@@ -186,8 +232,8 @@ def build_parser():
 
     a = sub.add_parser("animate", help="one frame per target pose")
     a.add_argument("--image", required=True, help="reference photo I0 (256x256)")
-    a.add_argument("--parsing", required=True, help="its parsing S0 (PNG, class id in red)")
-    a.add_argument("--pose", required=True, help="its pose P0 (CSV)")
+    a.add_argument("--parsing", help="its parsing S0 (PNG, class id in red); estimated from the photo if not given")
+    a.add_argument("--pose", help="its pose P0 (CSV); estimated from the photo if not given")
     a.add_argument("--poses", help="target poses CSV, one pose per frame")
     a.add_argument("--key_poses", help="key poses CSV; the frames between keys come from PM-Net")
     a.add_argument("--key_frames", help="frame number of each key pose, e.g. 1,10,25")
@@ -209,9 +255,10 @@ def build_parser():
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     b.set_defaults(fn=cmd_bench)
 
-    tr = sub.add_parser("train", help="train PM, AA or CT on the train layout (folders or .tar shards)")
+    tr = sub.add_parser("train", help="train a net on the train layout (folders or .tar shards)")
     tr.add_argument("--data_dir", required=True, action="append", help="train-layout folder or folder of .tar shards (repeatable)")
-    tr.add_argument("--model", required=True, choices=["pm", "aa", "ct"])
+    tr.add_argument("--model", required=True, choices=["pm", "aa", "ct", "pose", "parsing"],
+                    help="pm, aa, ct: the PSC chain; pose, parsing: the photo nets used by `prepare`")
     tr.add_argument("--out", default="runs", help="run folder: <out>/<model>/checkpoint.pt, losses.csv, losses.png, weights/")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/<model>/checkpoint.pt")
     tr.add_argument("--steps", type=int, default=20000, help="total steps (the lr halves every quarter)")
@@ -233,6 +280,15 @@ def build_parser():
     ev.add_argument("--limit", type=int, default=None, help="at most this many samples")
     common(ev)
     ev.set_defaults(fn=cmd_evaluate)
+
+    pr = sub.add_parser("prepare", help="a plain photo -> I0, S0 and P0 in the test layout, with an overlay")
+    pr.add_argument("--image", required=True, help="a photo of a person, any size")
+    pr.add_argument("--out", required=True, help="folder for I0/, S0/, P0/, overlay/")
+    pr.add_argument("--stem", help="file stem (default: the photo's)")
+    pr.add_argument("--weights", default=None)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--overwrite", action="store_true")
+    pr.set_defaults(fn=cmd_prepare)
 
     w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")
     w.add_argument("--out", default="weights")

@@ -27,32 +27,32 @@ def _by_stem(folder, suffixes):
 
 
 def find_test_samples(data_dir):
-    """Stem -> {I0, S0, P0, P1} paths; every stem in I0 must have the other three."""
+    """Stem -> {I0, S0, P0, P1} paths. Every stem in I0 needs its P1; a missing S0 or P0 is None
+    (the photo nets estimate it, see prepare.py)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise PSCError("data folder not found", data_dir)
     folders = {name: data_dir / name for name in ("I0", "S0", "P0", "P1")}
-    for name, folder in folders.items():
-        if not folder.is_dir():
+    for name in ("I0", "P1"):
+        if not folders[name].is_dir():
             raise PSCError(f"missing sub-folder {name}/ (test layout: I0/, S0/, P0/, P1/)", data_dir)
     images = _by_stem(folders["I0"], IMAGE_SUFFIXES)
     if not images:
         raise PSCError("no images (.jpg/.png) in I0/", folders["I0"])
-    parsings = _by_stem(folders["S0"], (".png",))
-    p0s = _by_stem(folders["P0"], (".csv",))
-    p1s = _by_stem(folders["P1"], (".csv",))
+    found = lambda name, ext: _by_stem(folders[name], (ext,)) if folders[name].is_dir() else {}
+    parsings, p0s, p1s = found("S0", ".png"), found("P0", ".csv"), found("P1", ".csv")
     samples = {}
     for stem, image in images.items():
-        for name, found, ext in (("S0", parsings, ".png"), ("P0", p0s, ".csv"), ("P1", p1s, ".csv")):
-            if stem not in found:
-                raise PSCError(f"sample {stem!r} has no {name}/{stem}{ext}", folders[name])
-        samples[stem] = {"I0": image, "S0": parsings[stem], "P0": p0s[stem], "P1": p1s[stem]}
+        if stem not in p1s:
+            raise PSCError(f"sample {stem!r} has no P1/{stem}.csv (the target pose)", folders["P1"])
+        samples[stem] = {"I0": image, "S0": parsings.get(stem), "P0": p0s.get(stem), "P1": p1s[stem]}
     return samples
 
 
 def load_test_sample(stem, paths):
-    return TestSample(stem, read_image(paths["I0"]), read_parsing(paths["S0"]),
-                      read_pose_csv(paths["P0"])[1][0], read_pose_csv(paths["P1"])[1][0])
+    """Read one sample; a missing S0 or P0 stays None."""
+    return TestSample(stem, read_image(paths["I0"]), read_parsing(paths["S0"]) if paths["S0"] else None,
+                      read_pose_csv(paths["P0"])[1][0] if paths["P0"] else None, read_pose_csv(paths["P1"])[1][0])
 
 
 def load_test_layout(data_dir):

@@ -131,3 +131,23 @@ def ct_losses(probe, out, target_image, target_onehot, source_onehot):
     total = (l1 + ssim_term + grad + face_l2 + cloth_l2 + 0.5 * sob + 0.1 * style + flow_term + 0.1 * smooth)
     return total, {"l1": l1.item(), "ssim": ssim_term.item(), "grad": grad.item(), "face": face_l2.item(),
                    "cloth": cloth_l2.item(), "sobel": sob.item(), "style": float(style.detach()), "flow": float(flow_term.detach())}
+
+
+def keypoint_losses(net, image, heatmaps, visible):
+    """Heatmap L2 (joints up-weighted) on visible joints plus visibility cross-entropy."""
+    maps, vis_logits = net(image)
+    weight = (1 + 20 * heatmaps) * visible[..., None, None]
+    hm = (((maps - heatmaps) ** 2) * weight).sum() / (visible.sum() * maps.shape[-1] * maps.shape[-2]).clamp_min(1) * 100
+    vis = F.binary_cross_entropy_with_logits(vis_logits, visible.float())
+    return hm + vis, {"heatmap": hm.item(), "visibility": vis.item()}
+
+
+def parser_losses(logits, labels):
+    """Class-weighted cross-entropy plus a soft Dice term (small classes count as much as big ones)."""
+    weights = torch.tensor(AA_CLASS_WEIGHTS, device=logits.device, dtype=logits.dtype)
+    ce = F.cross_entropy(logits, labels, weight=weights)
+    prob = torch.softmax(logits, 1)
+    onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+    inter = (prob * onehot).sum((0, 2, 3))
+    dice = 1 - ((2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)).mean()
+    return ce + dice, {"ce": ce.item(), "dice": dice.item()}

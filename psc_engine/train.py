@@ -1,4 +1,4 @@
-"""Training: `python -m psc_engine train --data_dir D --model pm|aa|ct`.
+"""Training: `python -m psc_engine train --data_dir D --model pm|aa|ct|pose|parsing`.
 
 Runs that fit these machines: `--minutes` stops cleanly with a checkpoint, `--resume` carries on
 exactly (model, optimiser, scheduler and step are saved; every batch is drawn from a random
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batches import pair_batch, pm_batch
+from .batches import pair_batch, photo_batch, pm_batch
 from .data import TrainSet
 from .errors import PSCError
 from .images import atomic_write_bytes
-from .losses import RandomFeatures, aa_losses, ct_losses
+from .losses import RandomFeatures, aa_losses, ct_losses, keypoint_losses, parser_losses
 from .pipeline import pick_device
 from .weights import build_net, save_weights
 
@@ -46,12 +46,21 @@ def step_loss(kind, net, batch, probe):
                          batch["target1"], batch["target2"], batch["joints_ok"])
     if kind == "aa":
         return aa_losses(net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]), batch["tgt_labels"])
+    if kind == "pose":
+        return keypoint_losses(net, batch["image"], batch["heatmaps"], batch["visible"])
+    if kind == "parsing":
+        return parser_losses(net(batch["image"]), batch["labels"])
     out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], batch["tgt_onehot"], batch["tgt_maps"])
     return ct_losses(probe, out, batch["tgt_image"], batch["tgt_onehot"], batch["src_onehot"])
 
 
 def make_batch(kind, data, rng, batch, size, device, augment=True):
-    b = pm_batch(data, rng, batch, size, augment) if kind == "pm" else pair_batch(data, rng, batch, size, augment)
+    if kind == "pm":
+        b = pm_batch(data, rng, batch, size, augment)
+    elif kind in ("pose", "parsing"):
+        b = photo_batch(data, rng, batch, augment=augment)  # the photo nets always see 256x256
+    else:
+        b = pair_batch(data, rng, batch, size, augment)
     return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
 

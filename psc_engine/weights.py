@@ -16,9 +16,11 @@ from .aa_net import AANet
 from .ct_net import CTNet
 from .errors import PSCError
 from .images import atomic_write_bytes
+from .photo_nets import KeypointNet, ParserNet
 from .pm_net import PMNet
 
-NETS = {"pm": PMNet, "aa": AANet, "ct": CTNet}
+NETS = {"pm": PMNet, "aa": AANet, "ct": CTNet}  # the PSC chain
+PHOTO_NETS = {"pose": KeypointNet, "parsing": ParserNet}  # photo preparation (optional)
 FORMAT = 1
 
 
@@ -31,9 +33,10 @@ def sha256_file(path):
 
 
 def build_net(name, config=None):
-    if name not in NETS:
-        raise PSCError(f"unknown net {name!r}; expected one of {sorted(NETS)}")
-    return NETS[name](**(config or {}))
+    nets = {**NETS, **PHOTO_NETS}
+    if name not in nets:
+        raise PSCError(f"unknown net {name!r}; expected one of {sorted(nets)}")
+    return nets[name](**(config or {}))
 
 
 def save_weights(net, name, folder, dtype=torch.float16, **card):
@@ -93,11 +96,11 @@ def load_weights(folder, name, device="cpu"):
 
 
 def make_placeholder(folder, base=16, seed=0):
-    """Untrained, randomly initialised PM, AA and CT checkpoints so the chain runs end to end.
+    """Untrained, randomly initialised checkpoints of every net so the commands run end to end.
 
     Their cards say `"placeholder": true` and the Pipeline warns; outputs are not meaningful.
     """
     torch.manual_seed(seed)
-    for name in NETS:
+    for name in {**NETS, **PHOTO_NETS}:
         save_weights(build_net(name, {"base": base}), name, folder, placeholder=True, trained=False, steps=0,
                      data="none (random initialisation, seed %d)" % seed)

@@ -65,11 +65,11 @@ def test_animate_frames_equal_the_api(tiny_weights, tmp_path):
 
 def test_errors_are_one_line_and_write_nothing(tiny_weights, tmp_path):
     layout = make_test_layout(tmp_path / "t")
-    (layout / "S0" / "0001.png").unlink()
+    (layout / "P1" / "0001.csv").unlink()
     out = tmp_path / "out"
     r = run_cli("test", "--data_dir", layout, "--output_dir", out, "--process_dir", tmp_path / "proc", "--weights", tiny_weights)
     assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "0001" in r.stderr and "S0" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "0001" in r.stderr and "P1" in r.stderr
     assert not out.exists()
 
     layout = make_test_layout(tmp_path / "t2")
@@ -117,3 +117,36 @@ def test_bundled_example_with_shipped_weights(tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "o").glob("*.png"))) == 10
     assert len(list((tmp_path / "p").glob("*.png"))) == 2
+
+
+def test_missing_s0_and_p0_are_estimated_from_the_photo(tiny_weights, tmp_path):
+    layout = make_test_layout(tmp_path / "t")
+    (layout / "S0" / "0001.png").unlink()
+    (layout / "P0" / "0000.csv").unlink()
+    r = run_cli("test", "--data_dir", layout, "--output_dir", tmp_path / "o", "--process_dir", tmp_path / "p",
+                "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    assert "sample 0000: no pose given" in r.stderr and "sample 0001: no parsing given" in r.stderr
+    assert len(list((tmp_path / "o").glob("*.png"))) == 10
+
+
+def test_prepare_then_clip_from_the_photo_alone(tiny_weights, tmp_path):
+    """Issue 9's end to end: a photo of another size -> prepare -> animate with no parsing, no pose."""
+    image, _, _, targets = example_inputs(4)
+    photo = np.full((480, 360, 3), 200, np.uint8)
+    photo[100:356, 50:306] = image
+    Image.fromarray(photo).save(tmp_path / "photo.jpg", quality=95)
+    r = run_cli("prepare", "--image", tmp_path / "photo.jpg", "--out", tmp_path / "prep", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    for sub, ext in (("I0", "png"), ("S0", "png"), ("P0", "csv"), ("overlay", "png")):
+        assert (tmp_path / "prep" / sub / f"photo.{ext}").is_file()
+    assert Image.open(tmp_path / "prep" / "I0" / "photo.png").size == (256, 256)
+    r2 = run_cli("prepare", "--image", tmp_path / "photo.jpg", "--out", tmp_path / "prep", "--weights", tiny_weights)
+    assert r2.returncode == 2 and "already exists" in r2.stderr
+    write_pose_csv(tmp_path / "t.csv", targets)
+    r = run_cli("animate", "--image", tmp_path / "prep" / "I0" / "photo.png",
+                "--poses", tmp_path / "t.csv", "--output_dir", tmp_path / "clip", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    assert "no parsing and pose given" in r.stderr
+    assert len(list((tmp_path / "clip").glob("frame_*.png"))) == 4
+

@@ -1,0 +1,64 @@
+"""The two nets that read a plain photo, so a user needs nothing else: a keypoint net (18 joint
+heatmaps + a visibility score per joint) and a human parser (7 classes).
+
+Both are small U-shaped nets on the engine's building blocks. The keypoint heatmaps are
+predicted at 1/4 resolution (64x64) and decoded to sub-pixel 256-frame coordinates by the same
+parabola fit as pose maps; a joint whose visibility score is below 0.5 is written as missing,
+the way a detector would not report it.
+"""
+import torch
+import torch.nn as nn
+
+from .images import NUM_CLASSES
+from .layers import LEVELS, ChannelAttention, Encoder, Up, widths
+from .poses import NUM_JOINTS, decode_pose_maps
+
+HEATMAP_LEVEL = 2  # 64x64
+
+
+class KeypointNet(nn.Module):
+    def __init__(self, base=16):
+        super().__init__()
+        self.config = {"base": base}
+        w = widths(base)
+        self.encoder = Encoder(3, base, full_res=False)
+        self.attention = ChannelAttention(w[LEVELS])
+        self.ups = nn.ModuleList(Up(w[l + 1], w[l], w[l]) for l in range(LEVELS - 1, HEATMAP_LEVEL - 1, -1))
+        self.heatmaps = nn.Conv2d(w[HEATMAP_LEVEL], NUM_JOINTS, 3, 1, 1)
+        self.visibility = nn.Linear(w[LEVELS], NUM_JOINTS)
+
+    def forward(self, image):
+        """(B, 3, 256, 256) in [-1, 1] -> heatmaps (B, 18, 64, 64) in [0, 1], visibility logits (B, 18)."""
+        f = self.encoder(image)
+        x = self.attention(f[LEVELS])
+        vis = self.visibility(x.mean((2, 3)))
+        for up, level in zip(self.ups, range(LEVELS - 1, HEATMAP_LEVEL - 1, -1)):
+            x = up(x, f[level])
+        return torch.sigmoid(self.heatmaps(x)), vis
+
+    @torch.inference_mode()
+    def predict(self, image):
+        """(B, 3, 256, 256) -> (B, 18, 2) poses in 256-frame pixels, NaN for joints judged not visible."""
+        maps, vis = self(image)
+        poses = decode_pose_maps(maps.float().cpu(), threshold=0.0)
+        poses[(torch.sigmoid(vis) < 0.5).cpu().numpy()] = float("nan")
+        return poses
+
+
+class ParserNet(nn.Module):
+    def __init__(self, base=16):
+        super().__init__()
+        self.config = {"base": base}
+        w = widths(base)
+        self.encoder = Encoder(3, base, full_res=True)
+        self.attention = ChannelAttention(w[LEVELS])
+        self.ups = nn.ModuleList(Up(w[l + 1], w[l], w[l]) for l in reversed(range(LEVELS)))
+        self.head = nn.Conv2d(w[0], NUM_CLASSES, 3, 1, 1)
+
+    def forward(self, image):
+        """(B, 3, 256, 256) in [-1, 1] -> (B, 7, 256, 256) class logits."""
+        f = self.encoder(image)
+        x = self.attention(f[LEVELS])
+        for up, level in zip(self.ups, reversed(range(LEVELS))):
+            x = up(x, f[level])
+        return self.head(x)
