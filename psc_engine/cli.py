@@ -90,17 +90,17 @@ def _target_poses(args, pipe):
 
 
 def cmd_animate(args):
-    from .images import read_image, read_parsing
+    from .images import read_image, read_parsing, require_person
     from .outputs import OutputDir
-    from .poses import read_pose_csv
+    from .poses import read_pose_csv, require_joints
 
     if bool(args.poses) == bool(args.key_poses):
         raise PSCError("give either --poses (one pose per frame) or --key_poses with --key_frames")
     if args.key_poses and not args.key_frames:
         raise PSCError("--key_poses needs --key_frames (the frame number of each key pose)")
     image = read_image(args.image)
-    parsing = read_parsing(args.parsing) if args.parsing else None
-    pose = read_pose_csv(args.pose)[1][0] if args.pose else None
+    parsing = require_person(read_parsing(args.parsing), args.parsing) if args.parsing else None
+    pose = require_joints(read_pose_csv(args.pose)[1][0], args.pose) if args.pose else None
     if args.poses:
         read_pose_csv(args.poses)  # check the targets before loading the nets
     pipe = _pipeline(args)

@@ -79,6 +79,13 @@ def check_parsing(arr, name="parsing"):
     return arr.astype(np.uint8)
 
 
+def require_person(parsing, name="parsing"):
+    """A reference parsing must show someone: all background gives the nets nothing to move."""
+    if not np.asarray(parsing).any():
+        raise PSCError("the parsing holds no person (every pixel is background)", name)
+    return parsing
+
+
 def check_image(arr, name="image"):
     arr = np.asarray(arr)
     if arr.shape != (SIZE, SIZE, 3) or arr.dtype != np.uint8:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PSCError
-from .images import read_image, read_parsing
-from .poses import read_pose_csv
+from .images import read_image, read_parsing, require_person
+from .poses import read_pose_csv, require_joints
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -51,8 +51,9 @@ def find_test_samples(data_dir):
 
 def load_test_sample(stem, paths):
     """Read one sample; a missing S0 or P0 stays None."""
-    return TestSample(stem, read_image(paths["I0"]), read_parsing(paths["S0"]) if paths["S0"] else None,
-                      read_pose_csv(paths["P0"])[1][0] if paths["P0"] else None, read_pose_csv(paths["P1"])[1][0])
+    parsing = require_person(read_parsing(paths["S0"]), paths["S0"]) if paths["S0"] else None
+    pose0 = require_joints(read_pose_csv(paths["P0"])[1][0], paths["P0"]) if paths["P0"] else None
+    return TestSample(stem, read_image(paths["I0"]), parsing, pose0, read_pose_csv(paths["P1"])[1][0])
 
 
 def load_test_layout(data_dir):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PSCError
-from .images import NUM_CLASSES, check_image, check_parsing
-from .poses import as_pose_array, decode_pose_maps, pose_maps
+from .images import NUM_CLASSES, check_image, check_parsing, require_person
+from .poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import load_weights
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -130,8 +130,8 @@ class Pipeline:
     def encode_reference(self, image, parsing, pose):
         """The reference's encoder features, computed once per clip and reused for every frame."""
         image = check_image(image)
-        parsing = check_parsing(parsing)
-        pose = as_pose_array(pose, "pose")
+        parsing = require_person(check_parsing(parsing))
+        pose = require_joints(as_pose_array(pose, "pose"))
         img = to_tensor_image(image, self.device)
         onehot = to_onehot(parsing[None], self.device)
         maps = maps_for(pose[None], self.device)

@@ -90,6 +90,13 @@ def read_pose_csv(path):
     return ts, poses
 
 
+def require_joints(pose, name="pose"):
+    """A reference pose must have joints: with none, nothing ties the photo to the targets."""
+    if np.isnan(np.asarray(pose, dtype=np.float32)).all():
+        raise PSCError("the reference pose has no joints (all are missing)", name)
+    return pose
+
+
 def format_pose_csv(poses, ts=None):
     """(P, 18, 2) poses (NaN = missing) and their t -> CSV text in the original's format."""
     poses = as_pose_array(poses)

@@ -49,6 +49,7 @@ def test_register_unregister_leaves_nothing(addon):
         assert ADDON not in bpy.context.preferences.addons
         handlers = list(bpy.app.handlers.render_complete) + list(bpy.app.handlers.render_cancel)
         assert not [h for h in handlers if getattr(h, "psc_restore", False)]
+        assert not [h for h in bpy.app.handlers.load_pre if h.__module__.startswith(ADDON)]
     finally:
         enable_addon()
     assert hasattr(bpy.types, "PSC_OT_generate_clip")  # registers again cleanly
@@ -361,3 +362,73 @@ def test_report_no_armature(ready_scene):
     ready_scene.psc.armature = None
     result, report = _generate_report()
     assert result == {"CANCELLED"} and "No armature chosen" in report
+
+
+def test_failure_messages_name_the_fix(addon):
+    explain = addon.engine_process.explain_failure
+    assert explain(["warning", "psc: error: /a/S0.png: label 9 found"], 2, "py") == "Engine: /a/S0.png: label 9 found"
+    torch = explain(["Traceback (most recent call last):", "ModuleNotFoundError: No module named 'torch'"], 1, "/x/python")
+    assert "/x/python has no torch" in torch and "Install dependencies" in torch
+    assert "cannot find psc_engine" in explain(["No module named 'psc_engine'"], 1, "py")
+    assert explain([], -9, "py").startswith("Engine was stopped by signal 9")
+    ensure, install = addon.deps.pip_commands("py", "/deps", "CUDA")
+    assert install[:4] == ["py", "-m", "pip", "install"] and "--target" in install and "torch" in install
+    assert install[install.index("--index-url") + 1].endswith("/cu126")
+
+
+# --- UI code: drawn against a recording layout (no UI event loop in bpy) -----------------------
+
+class RecordingLayout:
+    """Checks every prop/operator the UI names exists, the way Blender would when drawing."""
+
+    def __init__(self, log):
+        self.log = log
+        self.alert = False
+
+    def _sub(self, *args, **kw):
+        return RecordingLayout(self.log)
+
+    row = column = box = split = _sub
+
+    def prop(self, data, name, **kw):
+        assert name in data.bl_rna.properties, (type(data).__name__, name)
+        self.log.append(("prop", name))
+
+    def prop_search(self, data, name, search_data, search_name, **kw):
+        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties
+        self.log.append(("prop_search", name))
+
+    def operator(self, idname, **kw):
+        mod, _, op = idname.partition(".")
+        assert hasattr(getattr(bpy.types, f"{mod.upper()}_OT_{op}"), "bl_idname"), idname
+        self.log.append(("operator", idname))
+
+    def label(self, **kw):
+        self.log.append(("label", kw.get("text", "")))
+
+    def progress(self, **kw):
+        self.log.append(("progress", kw.get("factor")))
+
+
+def test_panels_and_preferences_draw(addon):
+    scene = bpy.context.scene
+    rig = build_rig("makehuman")
+    scene.psc.armature = rig
+    scene.psc.show_mapping = True
+    log = []
+    for panel in (addon.panel.PSC_PT_main, addon.panel.PSC_PT_sequencer):
+        panel.draw(type("P", (), {"layout": RecordingLayout(log)})(), bpy.context)
+    assert ("operator", "psc.generate_clip") in log and ("prop_search", "bone") in log
+    assert sum(1 for kind, name in log if name == "source") == 18
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+
+    class FakePrefs:
+        layout = RecordingLayout(log)
+
+        def __getattr__(self, name):
+            return getattr(prefs, name)
+
+        bl_rna = prefs.bl_rna
+
+    addon.prefs.PSC_AddonPreferences.draw(FakePrefs(), bpy.context)
+    assert ("operator", "psc.install_deps") in log and ("prop", "python_path") in log

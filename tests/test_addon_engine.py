@@ -291,6 +291,15 @@ def test_pmnet_mode_sends_key_poses(scene10, fake_engine, tmp_path, monkeypatch)
     assert len([s for s in bpy.context.scene.sequence_editor.strips if s.get("psc_clip")][0].elements) == 10
 
 
+def test_parsing_left_out_is_estimated_by_the_engine(scene10, fake_engine, tmp_path, monkeypatch):
+    log = tmp_path / "argv.json"
+    monkeypatch.setenv("PSC_FAKE_LOG", str(log))
+    scene10.psc.parsing = ""
+    assert generate()[0] == {"FINISHED"}
+    argv = json.loads(log.read_text())
+    assert "--parsing" not in argv and argv[argv.index("--image") + 1] == scene10.psc.image
+
+
 def test_engine_error_line_becomes_the_report(scene10, fake_engine, tmp_path, monkeypatch):
     monkeypatch.setenv("PSC_FAKE_FAIL", "/data/P0.csv: line 3: not a number in ['x']")
     result, report = generate()
