@@ -65,6 +65,39 @@ def flops_per_frame(pipe, image, parsing, pose, targets):
     return counter.get_total_flops()
 
 
+# Peak dense throughput assumed for "fraction of peak", TFLOP/s (vendor figures, no sparsity).
+GPU_PEAKS = {"H100": {"float32": 67.0, "tf32": 494.7, "float16": 989.4}, "H200": {"float32": 67.0, "tf32": 494.7, "float16": 989.4},
+             "A100": {"float32": 19.5, "tf32": 156.0, "float16": 312.0}}
+
+
+def cpu_peak_tflops():
+    """cores x clock x 32 fp32 FLOP/cycle per FMA unit x FMA units: AVX-512 with 2 FMA units is 64
+    FLOP/cycle/core, AVX2 32. The clock is the nominal one /proc/cpuinfo reports."""
+    import os
+
+    mhz, flags = 2000.0, ""
+    try:
+        text = open("/proc/cpuinfo").read()
+        mhz = float(next(l.split(":")[1] for l in text.splitlines() if l.startswith("cpu MHz")))
+        flags = next(l for l in text.splitlines() if l.startswith("flags"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
+    cores = torch.get_num_threads() or os.cpu_count()
+    return cores * mhz * 1e6 * per_cycle / 1e12, f"{cores} cores x {mhz:.0f} MHz x {per_cycle} FLOP/cycle (fp32 FMA)"
+
+
+def device_peak_tflops(pipe):
+    if pipe.device.type != "cuda":
+        return cpu_peak_tflops()
+    name = torch.cuda.get_device_name(pipe.device)
+    kind = "float16" if pipe.half else ("tf32" if torch.backends.cudnn.allow_tf32 else "float32")
+    for key, peaks in GPU_PEAKS.items():
+        if key in name:
+            return peaks[kind], f"{name} {kind} dense peak (vendor figure)"
+    return float("nan"), f"{name}: peak unknown"
+
+
 def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_seconds=1.0):
     device = pipe.device
     frames = frames or max(batch_sizes)
@@ -89,6 +122,10 @@ def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_
     flops = flops_per_frame(pipe, image, parsing, pose, targets)
     result["gflop_per_frame"] = round(flops / 1e9, 3)
     result["achieved_gflops"] = round(flops * best / 1e9, 1)
+    peak, how = device_peak_tflops(pipe)
+    result["peak_tflops_assumed"] = round(peak, 2)
+    result["peak_assumption"] = how
+    result["fraction_of_peak"] = round(flops * best / 1e12 / peak, 4) if peak == peak else None
     if device.type == "cuda":
         result["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     else:
@@ -103,4 +140,6 @@ def print_report(result, out):
     for name, fps in rows:
         out.write(f"{name:<16}{fps:>10.2f}\n")
     out.write(f"speed-up of batched over seed loop: {result['speedup_vs_seed_loop']}x; "
-              f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}\n")
+              f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}, "
+              f"{result['fraction_of_peak']} of an assumed peak of {result['peak_tflops_assumed']} TFLOP/s "
+              f"({result['peak_assumption']})\n")

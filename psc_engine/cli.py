@@ -148,7 +148,8 @@ def cmd_bench(args):
     else:  # speed does not depend on the weights' values: random nets of the chosen width
         nets = [build_net(name, {"base": args.base}) for name in NETS]
         pipe = Pipeline(*nets, device=args.device, half=args.half)
-    sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    default = "1,4,16,64,256" if pipe.device.type == "cuda" else "1,4,16,64"
+    sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
     result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds)
     bench.print_report(result, sys.stdout)
     return 0
@@ -248,7 +249,7 @@ def build_parser():
     b.add_argument("--base", type=int, default=16)
     b.add_argument("--device", default="auto")
     b.add_argument("--half", action="store_true")
-    b.add_argument("--batch_sizes", default="1,4,16")
+    b.add_argument("--batch_sizes", default=None, help="default: 1,4,16,64 (and 256 on CUDA)")
     b.add_argument("--frames", type=int, default=None, help="frames per timed run (default: largest batch)")
     b.add_argument("--seed_frames", type=int, default=8)
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure")

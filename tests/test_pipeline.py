@@ -109,3 +109,56 @@ def test_out_of_memory_falls_back_to_smaller_batches(pipe, monkeypatch):
     assert said == ["out of memory at batch size 7; continuing with 4", "out of memory at batch size 4; continuing with 2"]
     got = np.concatenate([c.images for c in chunks])
     assert np.abs(got.astype(int) - expected.images.astype(int)).max() <= 1
+
+
+def test_fast_path_matches_the_float32_reference(tiny_weights):
+    """The batched, channels-last, cached-reference chain against a plain float32 NCHW one-frame
+    forward of the same nets (the seed's way). Stated tolerance: max abs pixel difference 2 (of 255)."""
+    import torch
+    import torch.nn.functional as F
+
+    from psc_engine.poses import pose_maps
+    from psc_engine.weights import load_weights
+
+    pipe = Pipeline.from_pretrained(tiny_weights, device="cpu")
+    image, parsing, pose, targets = example_inputs(6)
+    fast = pipe.transfer(image, parsing, pose, targets, batch_size=4)
+    aa, ct = load_weights(tiny_weights, "aa")[0], load_weights(tiny_weights, "ct")[0]  # fresh NCHW copies
+    img = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    src = F.one_hot(torch.from_numpy(parsing).long(), 7).permute(2, 0, 1)[None].float().contiguous()
+    src_maps = pose_maps(pose[None])
+    with torch.no_grad():
+        for i, t in enumerate(targets):
+            maps = pose_maps(t[None])
+            labels = aa(src, src_maps, maps).argmax(1)
+            out = ct(img, src, src_maps, F.one_hot(labels, 7).permute(0, 3, 1, 2).float().contiguous(), maps)["image"]
+            ref = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+            assert (labels[0].numpy() == fast.parsings[i]).mean() > 0.999
+            assert np.abs(ref.astype(int) - fast.images[i].astype(int)).max() <= 2
+
+
+def test_memory_is_flat_in_the_number_of_frames(tiny_weights, tmp_path):
+    """Peak RSS of `animate` over 160 frames stays within 60 MiB of the same job over 20."""
+    from conftest import run_cli
+    from psc_engine.images import write_png
+    from psc_engine.poses import write_pose_csv
+
+    image, parsing, pose, targets = example_inputs(160)
+    write_png(tmp_path / "i.png", image)
+    write_png(tmp_path / "s.png", parsing)
+    write_pose_csv(tmp_path / "p.csv", pose[None])
+    peaks = []
+    for n in (20, 160):
+        write_pose_csv(tmp_path / f"t{n}.csv", targets[:n])
+        code = ("import resource, runpy, sys; sys.argv = ['psc'] + sys.argv[1:]; "
+                "from psc_engine.cli import main; rc = main(); "
+                "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+        import subprocess, sys
+        r = subprocess.run([sys.executable, "-c", code, "animate", "--image", str(tmp_path / "i.png"), "--parsing",
+                            str(tmp_path / "s.png"), "--pose", str(tmp_path / "p.csv"), "--poses", str(tmp_path / f"t{n}.csv"),
+                            "--output_dir", str(tmp_path / f"o{n}"), "--weights", str(tiny_weights), "--batch_size", "8"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        peaks.append(int(r.stdout.split("RSS")[-1]) / 1024)
+    assert len(list((tmp_path / "o160").glob("frame_*.png"))) == 160
+    assert peaks[1] - peaks[0] < 60, peaks
