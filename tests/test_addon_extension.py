@@ -35,6 +35,9 @@ where = subprocess.run([sys.executable, "-c", "import psc_engine; print(psc_engi
 assert where.startswith(engine), where  # the bundled engine, not a checkout
 ok, msg = mod.engine_process.check_interpreter(sys.executable, env)
 assert ok, msg
+sys.path.insert(0, sys.argv[2])
+import batch_clip
+assert batch_clip.ensure_addon() is mod  # batch_clip.py uses the installed extension
 addon_utils.disable(name, default_set=True)
 left = [n for n in dir(bpy.types) if n.startswith("PSC_")]
 assert not left and not hasattr(bpy.types.Scene, "psc"), left
@@ -55,5 +58,5 @@ def test_extension_zip_builds_installs_and_registers(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
-    r = subprocess.run([sys.executable, str(script), zip_path], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([sys.executable, str(script), zip_path, str(REPO / "scripts")], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "EXTENSION OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]

@@ -1,0 +1,218 @@
+"""One run from the animated rig to a strip: check inputs, project poses, run the engine, place the strip.
+
+The job is a small state machine driven by `step()`, so the same code serves the modal operator
+(a little work per timer tick, UI live) and background mode (`run_to_end`, synchronous).
+Phases: project -> engine -> done | failed | cancelled. Settings are read once, at the start:
+editing the panel during a run does not change that run.
+"""
+import os
+import shutil
+import tempfile
+
+import bpy
+
+from . import engine_command, output_dir, pose_csv, prefs, props, vse
+from .engine_process import EngineProcess
+from .joints import SIZE
+from .keyframes import keyed_frames
+from .pose_track import FitError, PoseTrack
+from .projection import CameraError, scene_camera
+from .rig_points import RigError, RigPoints
+
+PROJECT_SHARE = 0.1  # of the progress bar; the engine gets the rest
+
+
+class ClipError(Exception):
+    """A problem the user can fix; the message says what and how."""
+
+
+def existing_file(path, what, setting):
+    if not path:
+        raise ClipError(f"No {what} set: choose it in the PSC panel ({setting})")
+    full = os.path.normpath(bpy.path.abspath(path))
+    if not os.path.isfile(full):
+        raise ClipError(f"{what.capitalize()} not found: {full}. Choose an existing file in the PSC panel ({setting})")
+    return full
+
+
+def read_p0(path):
+    try:
+        return pose_csv.read_poses(path)[0]
+    except pose_csv.PoseCSVError as e:
+        raise ClipError(f"Pose CSV: {e}") from None
+
+
+def check_rig(context):
+    """The armature, the camera and the joint maps; returns RigPoints or raises ClipError."""
+    scene, s = context.scene, context.scene.psc
+    if s.armature is None or s.armature.type != "ARMATURE":
+        raise ClipError("No armature chosen: pick the animated rig in the PSC panel (Armature)")
+    try:
+        scene_camera(scene)
+    except CameraError as e:
+        raise ClipError(str(e)) from None
+    if not s.joints:
+        props.detect_preset(s)
+    try:
+        return RigPoints(s.armature, props.joint_sources(s), s.head_bone)
+    except RigError as e:
+        raise ClipError(str(e)) from None
+
+
+def wanted_frames(scene):
+    """Frames to project: every frame, or (PM-Net) the keyed frames plus the range ends."""
+    s = scene.psc
+    start, end = scene.frame_start, scene.frame_end
+    if s.interpolation == "BLENDER":
+        return list(range(start, end + 1))
+    if end <= start:
+        raise ClipError("PM-Net interpolation needs a frame range of at least two frames")
+    objects = [s.armature] + [j.target for j in s.joints if j.source == "OBJECT" and j.target]
+    return keyed_frames(objects, start, end)
+
+
+class ClipJob:
+    def __init__(self, context, log=None):
+        scene, s = context.scene, context.scene.psc
+        self.log = log or (lambda msg: None)
+        # Inputs, checked before any work.
+        self.image = existing_file(s.image, "reference photo", "Photo")
+        self.parsing = existing_file(s.parsing, "parsing", "Parsing") if s.parsing else None  # else estimated
+        self.pose_path = existing_file(s.pose_csv, "pose CSV", "Pose CSV") if s.pose_source == "CSV" else None
+        rig = check_rig(context)
+        p = prefs.get(context)
+        self.python = prefs.interpreter(p)
+        if not os.path.isfile(self.python):
+            raise ClipError(f"Engine interpreter not found: {self.python}. "
+                            "Set it in Preferences > Add-ons > PSC for Blender")
+        self.engine_paths = prefs.engine_paths(p)
+        engine_dir = self.engine_paths[0]
+        self.weights = engine_command.weights_folder(bpy.path.abspath(p.weights_dir) if p.weights_dir else "",
+                                                     engine_dir)
+        self.device, self.batch_size, self.channel, self.make_mp4 = s.device, s.batch_size, s.channel, s.make_mp4
+        self.scene_name = scene.name
+        # What to make and where.
+        self.frames = wanted_frames(scene)
+        self.pmnet = s.interpolation == "PMNET"
+        self.n_out = self.frames[-1] - self.frames[0] + 1
+        if s.output_dir:
+            base, self.note = bpy.path.abspath(s.output_dir), ""
+        else:
+            base, self.note = output_dir.default_folder(bpy.data.filepath, scene.name)
+        self.final = output_dir.choose_final(base, s.overwrite)
+        self.partial = output_dir.partial_folder(self.final)
+        self.track = PoseTrack(scene, rig, s.armature, self.frames, s.reference_frame,
+                               read_p0(self.pose_path) if self.pose_path else None)
+        # Run state.
+        self.workdir = self.engine = self.result = None
+        self.phase, self.progress, self.status, self.error = "project", 0.0, "Projecting the rig", ""
+        self.sync = False  # run_to_end: the MP4 renders before returning
+        self.cancel_requested = False  # set by the Cancel button, acted on by the modal operator
+
+    # --- driving -------------------------------------------------------------------------------
+    def step(self, context, budget=0.05, wait=0.0):
+        """Do a slice of work; returns the phase afterwards."""
+        try:
+            if self.phase == "project":
+                if self.track.step(context, budget):
+                    self._start_engine()
+                else:
+                    self.progress = PROJECT_SHARE * self.track.progress
+            elif self.phase == "engine":
+                self._follow_engine(context, wait)
+        except (ClipError, FitError, OSError) as e:
+            self._fail(context, str(e))
+        except Exception as e:  # a bug: still stop cleanly and say what happened
+            self._fail(context, f"Unexpected error ({type(e).__name__}: {e})")
+        return self.phase
+
+    def run_to_end(self, context):
+        """Synchronous run (background mode, scripts); returns the final phase."""
+        self.sync = True
+        last = None
+        while self.phase in ("project", "engine"):
+            self.step(context, budget=1.0, wait=0.2)
+            if self.status != last:
+                self.log(self.status)
+                last = self.status
+        return self.phase
+
+    def cancel(self, context):
+        """Stop now: kill the engine, remove its folder; no strip is added."""
+        if self.phase not in ("project", "engine"):
+            return
+        if self.engine is not None:
+            self.engine.cancel()
+        self.track.restore(context.scene)
+        self._cleanup(partial=True)
+        self.phase, self.status = "cancelled", "Cancelled"
+
+    # --- phases --------------------------------------------------------------------------------
+    def _start_engine(self):
+        p0, poses = self.track.result()
+        self.workdir = tempfile.mkdtemp(prefix="psc-job-")
+        p0_path = self.pose_path
+        if p0_path is None:  # P0 from the rig
+            p0_path = os.path.join(self.workdir, "P0.csv")
+            pose_csv.write_poses(p0_path, [p0])
+        span = max(self.frames[-1] - self.frames[0], 1)
+        self.targets = os.path.join(self.workdir, "key_poses.csv" if self.pmnet else "poses.csv")
+        pose_csv.write_poses(self.targets, poses, [(f - self.frames[0]) / span for f in self.frames])
+        output_dir.discard(self.partial)
+        keys = [f - self.frames[0] + 1 for f in self.frames] if self.pmnet else None
+        cmd = engine_command.animate_command(
+            self.python, self.image, self.parsing, p0_path, self.partial,
+            poses=None if self.pmnet else self.targets, key_poses=self.targets if self.pmnet else None,
+            key_frames=keys, weights=self.weights, device=self.device, batch_size=self.batch_size)
+        self.engine = EngineProcess(cmd, env=engine_command.child_env(self.engine_paths), cwd=self.workdir)
+        self.phase, self.progress = "engine", PROJECT_SHARE
+        self.status = f"Starting the engine ({self.n_out} frames)"
+
+    def _follow_engine(self, context, wait):
+        for ev in self.engine.poll(timeout=wait):
+            if ev.get("event") == "frame":
+                done, total = ev.get("done", 0), max(ev.get("total", 1), 1)
+                self.progress = PROJECT_SHARE + (1 - PROJECT_SHARE) * done / total
+                self.status = f"Frame {done}/{total}"
+            elif ev.get("event") == "start":
+                self.status = f"Engine running: 0/{ev.get('total')} frames"
+        if not self.engine.finished():
+            return
+        if self.engine.returncode != 0:
+            self._fail(context, self.engine.error_message())
+            return
+        frames = output_dir.frame_files(self.partial) if os.path.isdir(self.partial) else []
+        if len(frames) != self.n_out:
+            self._fail(context, f"Engine wrote {len(frames)} frames, expected {self.n_out}")
+            return
+        self._finish(context)
+
+    def _finish(self, context):
+        scene = context.scene
+        output_dir.promote(self.partial, self.final)
+        shutil.copy(self.targets, os.path.join(self.final, os.path.basename(self.targets)))
+        self._cleanup(partial=False)
+        frames = output_dir.frame_files(self.final)
+        strip = vse.add_clip(scene, frames, self.channel, self.frames[0])
+        self.result = {"folder": self.final, "frames": frames, "strip": strip.name, "channel": strip.channel,
+                       "mp4": None, "note": self.note}
+        if self.make_mp4:
+            mp4 = os.path.join(self.final, output_dir.safe_name(self.scene_name) + ".mp4")
+            last = self.frames[0] + len(frames) - 1
+            self.result["mp4"] = vse.render_mp4(scene, mp4, SIZE, (self.frames[0], last),
+                                                background=bpy.app.background or self.sync)
+        self.phase, self.progress = "done", 1.0
+        self.status = f"{len(frames)} frames in {self.final}"
+
+    def _fail(self, context, message):
+        if self.engine is not None and self.engine.proc.poll() is None:
+            self.engine.cancel()
+        self.track.restore(context.scene)
+        self._cleanup(partial=True)
+        self.phase, self.error, self.status = "failed", message, message
+
+    def _cleanup(self, partial):
+        if partial:
+            output_dir.discard(self.partial)
+        output_dir.discard(self.workdir)
+        self.workdir = None

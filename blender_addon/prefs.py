@@ -1,0 +1,135 @@
+"""Add-on preferences: which Python runs the engine, where the engine and its weights are.
+
+When the add-on is imported as a plain module (tests, batch scripts without addon_utils) there
+are no stored preferences; `get()` then returns DEFAULTS, which such callers may change.
+"""
+import threading
+from types import SimpleNamespace
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import deps, engine_command
+from .engine_process import check_interpreter, default_interpreter
+
+DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU")
+CHECK = {"running": False, "message": ""}
+
+
+def get(context=None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon and addon.preferences else DEFAULTS
+
+
+def interpreter(p):
+    """The configured engine interpreter, or Blender's own Python."""
+    return bpy.path.abspath(p.python_path) if p.python_path else default_interpreter()
+
+
+def engine_paths(p):
+    """Folders the child needs on PYTHONPATH: the engine's folder and the add-on's deps folder."""
+    return [engine_command.engine_folder(bpy.path.abspath(p.engine_dir) if p.engine_dir else ""),
+            deps.installed_folder()]
+
+
+class PSC_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    python_path: StringProperty(name="Engine interpreter", subtype="FILE_PATH",
+                                description="Python that runs the engine (empty: Blender's own Python)")
+    engine_dir: StringProperty(name="Engine folder", subtype="DIR_PATH",
+                               description="Folder holding psc_engine/ (empty: the bundled engine or a checkout)")
+    weights_dir: StringProperty(name="Weights folder", subtype="DIR_PATH",
+                                description="Folder with pm/aa/ct .safetensors (empty: the engine's own weights)")
+    torch_build: EnumProperty(name="Torch build", items=(
+        ("CPU", "CPU", "Runs everywhere; slower"),
+        ("CUDA", "CUDA", "NVIDIA GPU (CUDA 12.6 build)"),
+    ), default="CPU")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "python_path")
+        row = col.row()
+        row.label(text=f"Using: {interpreter(self)}")
+        row.operator("psc.check_interpreter", icon="CHECKMARK")
+        if CHECK["message"]:
+            col.label(text=CHECK["message"], icon="INFO")
+        col.prop(self, "engine_dir")
+        col.prop(self, "weights_dir")
+        folder = engine_command.engine_folder(bpy.path.abspath(self.engine_dir) if self.engine_dir else "")
+        col.label(text=f"Engine: {folder or 'from the interpreter (pip install -e)'}")
+        box = col.box()
+        box.label(text="Dependencies (torch, numpy, pillow, scipy, safetensors)")
+        row = box.row()
+        row.prop(self, "torch_build", expand=True)
+        row.operator("psc.install_deps", icon="IMPORT")
+        box.label(text=f"Folder: {deps.deps_folder()}")
+        if deps.STATE["message"]:
+            box.label(text=deps.STATE["message"], icon="ERROR" if deps.STATE["ok"] is False else "INFO")
+
+
+def _redraw_prefs():
+    for win in bpy.context.window_manager.windows:
+        for area in win.screen.areas:
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
+
+
+def _poll_state(state):
+    def tick():
+        _redraw_prefs()
+        return 0.5 if state["running"] else None
+    return tick
+
+
+class PSC_OT_check_interpreter(bpy.types.Operator):
+    """Check that the engine interpreter can import torch and psc_engine (runs in the background)"""
+    bl_idname = "psc.check_interpreter"
+    bl_label = "Check"
+
+    def execute(self, context):
+        if CHECK["running"]:
+            return {"CANCELLED"}
+        p = get(context)
+        python, env = interpreter(p), engine_command.child_env(engine_paths(p))
+        CHECK.update(running=True, message="Checking (importing torch)...")
+
+        def work():
+            ok, msg = check_interpreter(python, env)
+            CHECK.update(running=False, message=msg)
+
+        threading.Thread(target=work, daemon=True).start()
+        bpy.app.timers.register(_poll_state(CHECK), first_interval=0.5)
+        return {"FINISHED"}
+
+
+class PSC_OT_install_deps(bpy.types.Operator):
+    """Install torch (the chosen build) and the engine's other dependencies into the add-on's own folder"""
+    bl_idname = "psc.install_deps"
+    bl_label = "Install dependencies"
+
+    def execute(self, context):
+        p = get(context)
+        if not deps.start_install(interpreter(p), p.torch_build):
+            self.report({"WARNING"}, "An install is already running")
+            return {"CANCELLED"}
+        bpy.app.timers.register(_poll_state(deps.STATE), first_interval=1.0)
+        self.report({"INFO"}, deps.STATE["message"])
+        return {"FINISHED"}
+
+
+CLASSES = (PSC_AddonPreferences, PSC_OT_check_interpreter, PSC_OT_install_deps)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    for state in (CHECK, deps.STATE):
+        state["running"] = False  # stops the redraw timers on their next tick
+
