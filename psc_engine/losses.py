@@ -38,12 +38,14 @@ def pm_losses(pm, maps_a, maps_b, t1, t2, target1, target2, joints_ok):
       soft-argmax coordinates) is the same on each stretch. Speed, not the difference vectors:
       equal vectors would force a straight line, which is what PM-Net exists to improve on.
     """
-    out1, out2 = pm(maps_a, maps_b, t1), pm(maps_a, maps_b, t2)
+    dt = 0.02
+    b = len(t1)
+    # One forward over [t1, t2, t1 + dt] (B each): one call also keeps DistributedDataParallel happy.
+    outs = pm(maps_a.repeat(3, 1, 1, 1), maps_b.repeat(3, 1, 1, 1), torch.cat([t1, t2, (t1 + dt).clamp(max=1)]))
+    out1, out2, out_eps = outs[:b], outs[b:2 * b], outs[2 * b:]
     weight = lambda tgt: 1 + 20 * tgt
     fit = sum(((o - tg).abs() * weight(tg)).mean() + (((o - tg) ** 2) * weight(tg)).mean()
               for o, tg in ((out1, target1), (out2, target2)))
-    dt = 0.02
-    out_eps = pm(maps_a, maps_b, (t1 + dt).clamp(max=1))
     smooth = (out_eps - out1).abs().mean() / dt * 0.01
     xy = [soft_argmax(m) for m in (maps_a, out1, out2, maps_b)]
     ts = [torch.zeros_like(t1), t1, t2, torch.ones_like(t1)]

@@ -110,3 +110,15 @@ def test_trainset_ignores_incomplete_samples(train_dir, tmp_path):
     shutil.copytree(train_dir, copy)
     (copy / "back_sg" / "0001.png").unlink()
     assert TrainSet(copy).stems == ["0000"]
+
+
+@pytest.mark.parametrize("model", ["pm", "ct"])
+def test_torchrun_data_parallel(train_dir, tmp_path, model):
+    """Two processes under torchrun (gloo on CPU): DistributedDataParallel trains, rank 0 writes."""
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "psc_engine", "train",
+                        "--data_dir", str(train_dir), "--model", model, "--out", str(tmp_path), "--steps", "2",
+                        "--batch", "1", "--base", "4", "--size", "128", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [s for s, _ in losses(tmp_path, model)] == [1, 2]
+    assert torch.load(tmp_path / model / "checkpoint.pt", weights_only=True)["step"] == 2
