@@ -267,6 +267,7 @@ def build_parser():
     tr.add_argument("--lr", type=float, default=4e-4)
     tr.add_argument("--base", type=int, default=16, help="base channel width")
     tr.add_argument("--size", type=int, default=256, choices=[128, 256], help="training resolution (128: a cheaper first stage)")
+    tr.add_argument("--init", help="start from these trained weights (a folder with <model>.safetensors + .json), fresh optimiser")
     tr.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this many minutes")
     tr.add_argument("--checkpoint_minutes", type=float, default=5)
     tr.add_argument("--seed", type=int, default=0)

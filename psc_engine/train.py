@@ -25,7 +25,7 @@ from .errors import PSCError
 from .images import atomic_write_bytes
 from .losses import RandomFeatures, aa_losses, ct_losses, keypoint_losses, parser_losses
 from .pipeline import pick_device
-from .weights import build_net, save_weights
+from .weights import build_net, load_weights, save_weights
 
 
 def _dist():
@@ -115,6 +115,13 @@ def train(args, out=sys.stderr):
         step, info = state["step"], json.loads(state["info"])
         if info.get("config") and info["config"] != net.config:
             raise PSCError(f"checkpoint was trained with {info['config']}, not {net.config}", ckpt_path)
+    elif args.init:
+        # A new stage (e.g. 256x256 after a cheaper 128x128 one) starts from trained weights, fresh optimiser.
+        init_net, init_card = load_weights(args.init, args.model)
+        if init_net.config != net.config:
+            raise PSCError(f"--init weights have config {init_net.config}, this run {net.config}", args.init)
+        net.load_state_dict(init_net.state_dict())
+        info["init"] = {"from": str(args.init), "steps": init_card.get("steps"), "size": init_card.get("size")}
     rows = read_log(log_path, step)
     model = net
     if world > 1:
@@ -132,7 +139,8 @@ def train(args, out=sys.stderr):
             write_log(log_path, rows)
             save_weights(net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{len(data)} train-layout samples from {', '.join(info['data'])}",
-                         seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"])
+                         seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
+                         init=info.get("init"))
             from .draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
