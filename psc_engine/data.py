@@ -7,7 +7,9 @@ per transition front->left, left->back, back->right, right->front, each with its
 
 Shards (`*.tar`, from `scripts/pack_shards.py`) hold the same relative paths, whole samples per
 shard, and are read into memory: a 60 MiB shard is a few hundred samples of JPEG and PNG bytes.
-A sample counts only when all of its 18 files are there, so a half-written one is never read.
+A sample counts only when all of its 18 files are there and, in a folder written by the data
+generator (which has a `.done/` folder), when its completion marker `.done/NNNN` exists: the
+generator writes the marker last, so a half-written sample is never read.
 """
 import io
 import tarfile
@@ -73,7 +75,6 @@ class TrainSet:
 
     def __init__(self, sources):
         self.files = {}  # relative path -> bytes (shards) or Path (folders)
-        self.origin = {}
         for source in [sources] if isinstance(sources, (str, Path)) else sources:
             self._add(Path(source))
         stems = {Path(p).stem for p in self.files if p.startswith("joint/")}
@@ -87,10 +88,11 @@ class TrainSet:
             for shard in sorted(source.glob("*.tar")):
                 self._add(shard)
         elif source.is_dir():
+            done = {p.name for p in (source / ".done").iterdir()} if (source / ".done").is_dir() else None
             for folder in [source / f"{v}_{k}" for v in VIEWS for k in ("img", "sg")] + [source / "joint", source / "joint_interpolation"]:
                 if folder.is_dir():
                     for p in folder.iterdir():
-                        if not p.name.startswith("."):
+                        if not p.name.startswith(".") and (done is None or p.stem in done):
                             self.files[f"{folder.name}/{p.name}"] = p
         elif source.suffix == ".tar" and source.is_file():
             try:

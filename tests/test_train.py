@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,13 +13,17 @@ import torch
 
 from conftest import make_train_layout, run_cli
 from psc_engine.augment import apply_affine, flip_batch
+from psc_engine import PSCError
 from psc_engine.data import TrainSet
 from psc_engine.poses import JOINTS
 
 
+FIXTURE = Path(__file__).parent / "fixtures" / "train_tiny"  # 2 rendered people, made by scripts/make_dataset.py
+
+
 @pytest.fixture(scope="module")
-def train_dir(tmp_path_factory):
-    return make_train_layout(tmp_path_factory.mktemp("train"), n=2)
+def train_dir():
+    return FIXTURE
 
 
 def losses(run, model):
@@ -108,8 +113,14 @@ def test_trainset_ignores_incomplete_samples(train_dir, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(train_dir, copy)
-    (copy / "back_sg" / "0001.png").unlink()
+    assert TrainSet(copy).stems == ["0000", "0001"]
+    (copy / "back_sg" / "0001.png").unlink()  # a file missing
     assert TrainSet(copy).stems == ["0000"]
+    (copy / ".done" / "0000").unlink()  # all files there, but the generator never marked it complete
+    with pytest.raises(PSCError, match="no complete train-layout samples"):
+        TrainSet(copy)
+    drawn = make_train_layout(tmp_path / "drawn", n=1)  # a layout without markers (the original's)
+    assert TrainSet(drawn).stems == ["0000"]
 
 
 @pytest.mark.parametrize("model", ["pm", "ct"])
