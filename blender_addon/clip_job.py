@@ -3,7 +3,10 @@
 The job is a small state machine driven by `step()`, so the same code serves the modal operator
 (a little work per timer tick, UI live) and background mode (`run_to_end`, synchronous).
 Phases: project -> engine -> done | failed | cancelled. Settings are read once, at the start:
-editing the panel during a run does not change that run.
+editing the panel during a run does not change that run. The projected poses stream into the
+job's pose CSV (pose_track.py), so a 10,000-frame range costs no more memory than 10 frames.
+Problems that do not stop the run (joints the rig lacks, frames where the camera sees no joint)
+end up in `warnings` and in the final report.
 """
 import os
 import shutil
@@ -20,15 +23,24 @@ from .projection import CameraError, scene_camera
 from .rig_points import RigError, RigPoints
 
 PROJECT_SHARE = 0.1  # of the progress bar; the engine gets the rest
+PREPARE_HINT = ", or pick a photo of any size under 'Photo to prepare' and press Prepare"
+POSE_HINT = ", or set Reference pose to From rig"
 
 
 class ClipError(Exception):
     """A problem the user can fix; the message says what and how."""
 
 
-def existing_file(path, what, setting):
+def _a(noun):
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun.replace('_', ' ')}"
+
+
+def existing_file(path, what, setting, hint=""):
     if not path:
-        raise ClipError(f"No {what} set: choose it in the PSC panel ({setting})")
+        raise ClipError(f"No {what} set: choose it in the PSC panel ({setting}){hint}")
+    if path.startswith("//") and not bpy.data.filepath:
+        raise ClipError(f"{what.capitalize()} '{path}' is relative to the .blend, but the .blend was never saved: "
+                        f"save it, or choose the file again in the PSC panel ({setting})")
     full = os.path.normpath(bpy.path.abspath(path))
     if not os.path.isfile(full):
         raise ClipError(f"{what.capitalize()} not found: {full}. Choose an existing file in the PSC panel ({setting})")
@@ -45,8 +57,14 @@ def read_p0(path):
 def check_rig(context):
     """The armature, the camera and the joint maps; returns RigPoints or raises ClipError."""
     scene, s = context.scene, context.scene.psc
-    if s.armature is None or s.armature.type != "ARMATURE":
+    if s.armature is None:
         raise ClipError("No armature chosen: pick the animated rig in the PSC panel (Armature)")
+    if s.armature.type != "ARMATURE":
+        raise ClipError(f"'{s.armature.name}' is {_a(s.armature.type.lower())}, not an armature: pick the animated "
+                        "rig in the PSC panel (Armature)")
+    if scene.objects.get(s.armature.name) != s.armature:
+        raise ClipError(f"Armature '{s.armature.name}' is not in scene '{scene.name}': link it into the scene "
+                        "or pick another rig in the PSC panel (Armature)")
     try:
         scene_camera(scene)
     except CameraError as e:
@@ -64,11 +82,23 @@ def wanted_frames(scene):
     s = scene.psc
     start, end = scene.frame_start, scene.frame_end
     if s.interpolation == "BLENDER":
-        return list(range(start, end + 1))
+        return range(start, end + 1)  # a range, not a list: 10,000 frames cost nothing
     if end <= start:
         raise ClipError("PM-Net interpolation needs a frame range of at least two frames")
     objects = [s.armature] + [j.target for j in s.joints if j.source == "OBJECT" and j.target]
     return keyed_frames(objects, start, end)
+
+
+def engine_setup(context):
+    """(interpreter, PYTHONPATH folders, weights folder) for the engine child; ClipError if unusable."""
+    p = prefs.get(context)
+    python = prefs.interpreter(p)
+    if not os.path.isfile(python):
+        raise ClipError(f"Engine interpreter not found: {python}. "
+                        "Set it in Preferences > Add-ons > PSC for Blender (Engine interpreter)")
+    paths = prefs.engine_paths(p)
+    weights = engine_command.weights_folder(bpy.path.abspath(p.weights_dir) if p.weights_dir else "", paths[0])
+    return python, paths, weights
 
 
 class ClipJob:
@@ -76,19 +106,13 @@ class ClipJob:
         scene, s = context.scene, context.scene.psc
         self.log = log or (lambda msg: None)
         # Inputs, checked before any work.
-        self.image = existing_file(s.image, "reference photo", "Photo")
+        self.image = existing_file(s.image, "reference photo", "Photo", PREPARE_HINT)
         self.parsing = existing_file(s.parsing, "parsing", "Parsing") if s.parsing else None  # else estimated
-        self.pose_path = existing_file(s.pose_csv, "pose CSV", "Pose CSV") if s.pose_source == "CSV" else None
+        self.pose_path = (existing_file(s.pose_csv, "pose CSV", "Pose CSV", PREPARE_HINT + POSE_HINT)
+                          if s.pose_source == "CSV" else None)
         rig = check_rig(context)
-        p = prefs.get(context)
-        self.python = prefs.interpreter(p)
-        if not os.path.isfile(self.python):
-            raise ClipError(f"Engine interpreter not found: {self.python}. "
-                            "Set it in Preferences > Add-ons > PSC for Blender")
-        self.engine_paths = prefs.engine_paths(p)
-        engine_dir = self.engine_paths[0]
-        self.weights = engine_command.weights_folder(bpy.path.abspath(p.weights_dir) if p.weights_dir else "",
-                                                     engine_dir)
+        self.warnings = [rig.warning] if rig.warning else []
+        self.python, self.engine_paths, self.weights = engine_setup(context)
         self.device, self.batch_size, self.channel, self.make_mp4 = s.device, s.batch_size, s.channel, s.make_mp4
         self.scene_name = scene.name
         # What to make and where.
@@ -96,15 +120,17 @@ class ClipJob:
         self.pmnet = s.interpolation == "PMNET"
         self.n_out = self.frames[-1] - self.frames[0] + 1
         if s.output_dir:
-            base, self.note = bpy.path.abspath(s.output_dir), ""
+            base, self.note = output_dir.resolve_folder(s.output_dir, bpy.data.filepath)
         else:
             base, self.note = output_dir.default_folder(bpy.data.filepath, scene.name)
         self.final = output_dir.choose_final(base, s.overwrite)
         self.partial = output_dir.partial_folder(self.final)
-        self.track = PoseTrack(scene, rig, s.armature, self.frames, s.reference_frame,
-                               read_p0(self.pose_path) if self.pose_path else None)
-        # Run state.
-        self.workdir = self.engine = self.result = None
+        p0 = read_p0(self.pose_path) if self.pose_path else None
+        # Run state. Nothing is written before this point; the work folder goes on any failure.
+        self.engine = self.result = None
+        self.workdir = tempfile.mkdtemp(prefix="psc-job-")
+        self.targets = os.path.join(self.workdir, "key_poses.csv" if self.pmnet else "poses.csv")
+        self.track = PoseTrack(scene, rig, s.armature, self.frames, s.reference_frame, self.targets, p0)
         self.phase, self.progress, self.status, self.error = "project", 0.0, "Projecting the rig", ""
         self.sync = False  # run_to_end: the MP4 renders before returning
         self.cancel_requested = False  # set by the Cancel button, acted on by the modal operator
@@ -115,9 +141,11 @@ class ClipJob:
         try:
             if self.phase == "project":
                 if self.track.step(context, budget):
+                    self.warnings += self.track.warnings()
                     self._start_engine()
                 else:
                     self.progress = PROJECT_SHARE * self.track.progress
+                    self.status = f"Projecting the rig: {self.track.done}/{len(self.frames)} frames"
             elif self.phase == "engine":
                 self._follow_engine(context, wait)
         except (ClipError, FitError, OSError) as e:
@@ -143,21 +171,16 @@ class ClipJob:
             return
         if self.engine is not None:
             self.engine.cancel()
-        self.track.restore(context.scene)
+        self.track.abort(context.scene)
         self._cleanup(partial=True)
         self.phase, self.status = "cancelled", "Cancelled"
 
     # --- phases --------------------------------------------------------------------------------
     def _start_engine(self):
-        p0, poses = self.track.result()
-        self.workdir = tempfile.mkdtemp(prefix="psc-job-")
         p0_path = self.pose_path
         if p0_path is None:  # P0 from the rig
             p0_path = os.path.join(self.workdir, "P0.csv")
-            pose_csv.write_poses(p0_path, [p0])
-        span = max(self.frames[-1] - self.frames[0], 1)
-        self.targets = os.path.join(self.workdir, "key_poses.csv" if self.pmnet else "poses.csv")
-        pose_csv.write_poses(self.targets, poses, [(f - self.frames[0]) / span for f in self.frames])
+            pose_csv.write_poses(p0_path, [self.track.p0])
         output_dir.discard(self.partial)
         keys = [f - self.frames[0] + 1 for f in self.frames] if self.pmnet else None
         cmd = engine_command.animate_command(
@@ -189,13 +212,14 @@ class ClipJob:
 
     def _finish(self, context):
         scene = context.scene
+        self.warnings += self.engine.warnings()
         output_dir.promote(self.partial, self.final)
         shutil.copy(self.targets, os.path.join(self.final, os.path.basename(self.targets)))
         self._cleanup(partial=False)
         frames = output_dir.frame_files(self.final)
         strip = vse.add_clip(scene, frames, self.channel, self.frames[0])
         self.result = {"folder": self.final, "frames": frames, "strip": strip.name, "channel": strip.channel,
-                       "mp4": None, "note": self.note}
+                       "mp4": None, "note": self.note, "warnings": list(self.warnings)}
         if self.make_mp4:
             mp4 = os.path.join(self.final, output_dir.safe_name(self.scene_name) + ".mp4")
             last = self.frames[0] + len(frames) - 1
@@ -204,10 +228,19 @@ class ClipJob:
         self.phase, self.progress = "done", 1.0
         self.status = f"{len(frames)} frames in {self.final}"
 
+    def summary(self):
+        """(level, message) for the final report of a finished run."""
+        r = self.result
+        msg = f"PSC: {len(r['frames'])} frames in {r['folder']}, strip '{r['strip']}' on channel {r['channel']}"
+        for extra in [r["note"], *r["warnings"]]:
+            if extra:
+                msg += f". {extra}"
+        return ("WARNING" if r["warnings"] else "INFO"), msg
+
     def _fail(self, context, message):
         if self.engine is not None and self.engine.proc.poll() is None:
             self.engine.cancel()
-        self.track.restore(context.scene)
+        self.track.abort(context.scene)
         self._cleanup(partial=True)
         self.phase, self.error, self.status = "failed", message, message
 

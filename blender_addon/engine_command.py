@@ -57,3 +57,12 @@ def animate_command(python, image, parsing, pose, output_dir, *, poses=None, key
     if weights:
         cmd += ["--weights", weights]
     return cmd
+
+
+def prepare_command(python, photo, out_dir, stem, *, weights="", device="auto"):
+    """`python -m psc_engine prepare ...`: a photo of any size -> out_dir/{I0,S0,P0,overlay}/<stem>.*"""
+    cmd = [python, "-m", "psc_engine", "prepare", "--image", photo, "--out", out_dir, "--stem", stem,
+           "--device", device]
+    if weights:
+        cmd += ["--weights", weights]
+    return cmd

@@ -17,6 +17,7 @@ import threading
 import weakref
 
 ERROR_PREFIX = "psc: error: "
+WARNING_PREFIX = "psc: warning: "
 _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _LIVE = weakref.WeakSet()  # running engines, killed if Blender quits first
 
@@ -106,6 +107,18 @@ class EngineProcess:
                 self.proc.kill()
         self.wait()
         _LIVE.discard(self)
+
+    def warnings(self):
+        """The engine's `psc: warning:` lines (placeholder weights, a batch halved for memory ...), as
+        "Engine: <Warning>", in order, without repeats."""
+        out = []
+        for line in self.stderr_lines:
+            if line.startswith(WARNING_PREFIX):
+                text = line[len(WARNING_PREFIX):].strip()
+                text = "Engine: " + text[:1].upper() + text[1:]
+                if text not in out:
+                    out.append(text)
+        return out
 
     def error_message(self):
         """The engine's one-line error, or a plain explanation of why the process failed."""

@@ -1,22 +1,24 @@
-"""Operators: generate the clip (modal in the UI, synchronous in background), cancel, export
-poses, detect the rig preset, show the photo in the camera."""
+"""Operators: prepare the photo and generate the clip (both modal in the UI, synchronous in
+background, one engine job at a time), cancel, export poses, detect the rig preset, show the photo
+in the camera."""
 import os
 
 import bpy
 from bpy.app.handlers import persistent
 from bpy_extras.io_utils import ExportHelper
 
-from . import pose_csv, props
+from . import overlay_preview, props
 from .clip_job import ClipError, ClipJob, check_rig, existing_file, read_p0
 from .pose_track import FitError, PoseTrack
+from .prepare_job import PrepareJob
 from .projection import CameraError, scene_camera
 
 TICK = 0.1  # seconds between modal updates
-_job = None  # the running ClipJob; one at a time
+_job = None  # the running ClipJob or PrepareJob; one at a time
 
 
 def last_job():
-    """The latest ClipJob (running or finished), for scripts that read its result."""
+    """The latest job (ClipJob or PrepareJob, running or finished), for scripts that read its result."""
     return _job
 
 
@@ -35,22 +37,21 @@ def _redraw(context):
                 area.tag_redraw()
 
 
-class PSC_OT_generate_clip(bpy.types.Operator):
-    """Project the animated rig, run the engine on every frame and put the frames in the Video Sequencer"""
-    bl_idname = "psc.generate_clip"
-    bl_label = "Generate clip"
+class _EngineJobOperator:
+    """Runs a job (ClipJob, PrepareJob) modally in the UI, synchronously in background mode."""
     bl_options = {"REGISTER"}
-
+    job_class = None
     _timer = None
 
     def _start(self, context):
         global _job
         if running_job():
-            self._say(context, {"ERROR"}, "A clip is already being made: wait for it or cancel it")
+            self._say(context, {"ERROR"}, "PSC is already busy (preparing a photo or making a clip): "
+                      "wait for it or cancel it")
             return None
         try:
-            _job = ClipJob(context, log=lambda msg: print(f"PSC: {msg}", flush=True))
-        except ClipError as e:
+            _job = self.job_class(context, log=lambda msg: print(f"PSC: {msg}", flush=True))
+        except (ClipError, OSError) as e:
             self._say(context, {"ERROR"}, str(e))
             return None
         st = _state(context)
@@ -71,14 +72,11 @@ class PSC_OT_generate_clip(bpy.types.Operator):
             context.workspace.status_text_set(None)
         _redraw(context)
         if job.phase == "done":
-            r = job.result
-            msg = f"PSC: {len(r['frames'])} frames in {r['folder']}, strip '{r['strip']}' on channel {r['channel']}"
-            if r["note"]:
-                msg += f". {r['note']}"
-            self._say(context, {"INFO"}, msg)
+            level, msg = job.summary()
+            self._say(context, {level}, msg)
             return {"FINISHED"}
         if job.phase == "cancelled":
-            self._say(context, {"WARNING"}, "PSC: cancelled; no frames kept, no strip added")
+            self._say(context, {"WARNING"}, self.cancelled_message)
         else:
             self._say(context, {"ERROR"}, job.error)
         return {"CANCELLED"}
@@ -110,12 +108,28 @@ class PSC_OT_generate_clip(bpy.types.Operator):
         return {"PASS_THROUGH"}
 
 
+class PSC_OT_generate_clip(_EngineJobOperator, bpy.types.Operator):
+    """Project the animated rig, run the engine on every frame and put the frames in the Video Sequencer"""
+    bl_idname = "psc.generate_clip"
+    bl_label = "Generate clip"
+    job_class = ClipJob
+    cancelled_message = "PSC: cancelled; no frames kept, no strip added"
+
+
+class PSC_OT_prepare_photo(_EngineJobOperator, bpy.types.Operator):
+    """Frame the photo (any size) and estimate its parsing and pose; Photo, Parsing and Pose CSV then use them"""
+    bl_idname = "psc.prepare_photo"
+    bl_label = "Prepare"
+    job_class = PrepareJob
+    cancelled_message = "PSC: Prepare cancelled; no files kept, settings unchanged"
+
+
 def advance(context, job, esc=False):
     """One modal tick: cancel on Esc or the Cancel button, else a slice of work. True while running."""
     if esc or job.cancel_requested:
         job.cancel(context)
         return False
-    job.step(context, budget=0.03)
+    job.step(context, budget=0.04)
     st = _state(context)
     st.progress, st.status = job.progress, job.status
     if context.workspace is not None:
@@ -125,7 +139,7 @@ def advance(context, job, esc=False):
 
 
 class PSC_OT_cancel_clip(bpy.types.Operator):
-    """Stop making the clip now: the engine is killed and its frames removed"""
+    """Stop now (making the clip or preparing the photo): the engine is killed and its files removed"""
     bl_idname = "psc.cancel_clip"
     bl_label = "Cancel"
 
@@ -138,15 +152,6 @@ class PSC_OT_cancel_clip(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _export_track(context):
-    """A PoseTrack over every frame of the scene range (checks rig, camera and P0 first)."""
-    scene, s = context.scene, context.scene.psc
-    rig = check_rig(context)
-    p0 = read_p0(existing_file(s.pose_csv, "pose CSV", "Pose CSV")) if s.pose_source == "CSV" else None
-    frames = list(range(scene.frame_start, scene.frame_end + 1))
-    return PoseTrack(scene, rig, s.armature, frames, s.reference_frame, p0), frames
-
-
 class PSC_OT_export_poses(bpy.types.Operator, ExportHelper):
     """Write every frame's projected pose as a pose CSV (the engine's format, one pose per frame)"""
     bl_idname = "psc.export_poses"
@@ -155,23 +160,28 @@ class PSC_OT_export_poses(bpy.types.Operator, ExportHelper):
     filter_glob: bpy.props.StringProperty(default="*.csv", options={"HIDDEN"})
 
     def execute(self, context):
+        """Streams the poses into the file (temp name, renamed when complete): flat memory at any length."""
+        scene, s = context.scene, context.scene.psc
+        track = None
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
         try:
-            track, frames = _export_track(context)
-            wm = context.window_manager
-            wm.progress_begin(0, 100)
-            try:
-                while not track.step(context, budget=0.1):
-                    wm.progress_update(int(100 * track.progress))
-            finally:
-                track.restore(context.scene)
-                wm.progress_end()
-            _, poses = track.result()
-        except (ClipError, FitError) as e:
+            rig = check_rig(context)
+            p0 = read_p0(existing_file(s.pose_csv, "pose CSV", "Pose CSV")) if s.pose_source == "CSV" else None
+            frames = range(scene.frame_start, scene.frame_end + 1)
+            track = PoseTrack(scene, rig, s.armature, frames, s.reference_frame, self.filepath, p0)
+            while not track.step(context, budget=0.1):
+                wm.progress_update(int(100 * track.progress))
+        except (ClipError, FitError, OSError) as e:
+            if track is not None:
+                track.abort(scene)
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
-        span = max(frames[-1] - frames[0], 1)
-        pose_csv.write_poses(self.filepath, poses, [(f - frames[0]) / span for f in frames])
-        self.report({"INFO"}, f"Wrote {len(poses)} poses to {self.filepath}")
+        finally:
+            wm.progress_end()
+        warnings = [w for w in [rig.warning, *track.warnings()] if w]
+        msg = f"Wrote {len(frames)} poses to {self.filepath}" + "".join(f". {w}" for w in warnings)
+        self.report({"WARNING" if warnings else "INFO"}, msg)
         return {"FINISHED"}
 
 
@@ -214,7 +224,8 @@ class PSC_OT_show_photo(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (PSC_OT_generate_clip, PSC_OT_cancel_clip, PSC_OT_export_poses, PSC_OT_detect_rig, PSC_OT_show_photo)
+CLASSES = (PSC_OT_generate_clip, PSC_OT_prepare_photo, PSC_OT_cancel_clip, PSC_OT_export_poses, PSC_OT_detect_rig,
+           PSC_OT_show_photo)
 
 
 @persistent
@@ -239,3 +250,4 @@ def unregister():
         bpy.app.handlers.load_pre.remove(_cancel_on_load)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    overlay_preview.clear()

@@ -18,12 +18,29 @@ def safe_name(name):
     return cleaned or "scene"
 
 
-def default_folder(blend_path, scene_name):
-    """(folder, note): `<blend dir>/psc/<scene>`, or a temp folder for an unsaved file."""
+def blend_folder(blend_path):
+    """The folder `//` stands for: the .blend's, or <temp>/psc_unsaved while it was never saved.
+
+    Blender's own abspath would make `//x` of an unsaved file relative to the working directory,
+    wherever that is; the add-on uses this stand-in folder instead, and says so.
+    """
+    return os.path.dirname(blend_path) if blend_path else os.path.join(tempfile.gettempdir(), "psc_unsaved")
+
+
+def resolve_folder(setting, blend_path, what="frames"):
+    """(absolute folder, note) for a folder setting that may be relative to the .blend (`//...`)."""
+    if not setting.startswith("//"):
+        return os.path.abspath(os.path.expanduser(setting)), ""
+    rest = setting[2:].replace("\\", "/").strip("/")
+    folder = os.path.normpath(os.path.join(blend_folder(blend_path), rest))
     if blend_path:
-        return os.path.join(os.path.dirname(blend_path), "psc", safe_name(scene_name)), ""
-    folder = os.path.join(tempfile.gettempdir(), "psc", safe_name(scene_name))
-    return folder, f"The .blend is not saved: frames go to {folder} (save the file to keep them next to it)"
+        return folder, ""
+    return folder, f"The .blend is not saved: {what} go to {folder} (save the file first to keep them next to it)"
+
+
+def default_folder(blend_path, scene_name, what="frames"):
+    """(folder, note): `//psc/<scene>`, i.e. next to the .blend (see blend_folder for an unsaved one)."""
+    return resolve_folder(f"//psc/{safe_name(scene_name)}", blend_path, what)
 
 
 def _is_used(path):

@@ -13,15 +13,16 @@ class PoseCSVError(ValueError):
     """A pose CSV the engine would refuse; the message names the file and the line."""
 
 
+def pose_lines(t, pose):
+    """One pose -> its two CSV lines (x row, y row), each ending in a newline."""
+    return "".join(",".join([f"{t:.4f}"] + ["-1" if p is None else f"{p[axis]:.2f}" for p in pose]) + "\n"
+                   for axis in (0, 1))
+
+
 def format_poses(poses, ts=None):
     """Poses (and their t, default 0) -> CSV text in the engine's format."""
     ts = [0.0] * len(poses) if ts is None else list(ts)
-    lines = []
-    for t, pose in zip(ts, poses):
-        for axis in (0, 1):
-            vals = ["-1" if p is None else f"{p[axis]:.2f}" for p in pose]
-            lines.append(",".join([f"{t:.4f}"] + vals))
-    return "\n".join(lines) + "\n"
+    return "".join(pose_lines(t, pose) for t, pose in zip(ts, poses))
 
 
 def write_poses(path, poses, ts=None):

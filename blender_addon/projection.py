@@ -18,9 +18,14 @@ class CameraError(ValueError):
 
 def scene_camera(scene):
     cam = scene.camera
-    if cam is None or cam.type != "CAMERA":
+    if cam is None:
         raise CameraError(f"Scene '{scene.name}' has no active camera: add one (Add > Camera) and make it "
                           "active (Ctrl+Numpad 0); PSC projects the rig through it")
+    if cam.type != "CAMERA":
+        kind = cam.type.lower().replace("_", " ")
+        raise CameraError(f"The active camera of scene '{scene.name}', '{cam.name}', is {'an' if kind[0] in 'aeiou' else 'a'} "
+                          f"{kind}, not a camera: make a camera active (select it, Ctrl+Numpad 0); PSC projects the "
+                          "rig through it")
     return cam
 
 

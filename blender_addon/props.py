@@ -18,6 +18,11 @@ PRESET_ITEMS = tuple((p.id, p.label, p.description) for p in presets.PRESETS) + 
 )
 
 
+# Blender 4.5+ warns when a path property that does not declare it is given a `//` (relative) path.
+REL = ({"PATH_SUPPORTS_BLEND_RELATIVE"} if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+       else set())
+
+
 class PSC_JointMap(bpy.types.PropertyGroup):
     joint: StringProperty()
     source: EnumProperty(name="Source", items=SOURCE_ITEMS, default="BONE")
@@ -41,16 +46,21 @@ def _on_preset(self, context):
 
 
 class PSC_Settings(bpy.types.PropertyGroup):
-    image: StringProperty(name="Photo", subtype="FILE_PATH",
+    source_photo: StringProperty(name="Photo to prepare", subtype="FILE_PATH", options=REL,
+                                 description="A photo of the person, any size: Prepare frames it to 256x256 and "
+                                 "estimates its parsing and pose, then fills Photo, Parsing and Pose CSV")
+    overlay: StringProperty(name="Overlay", subtype="FILE_PATH", options=REL,
+                            description="The last Prepare's overlay (parsing and skeleton over the photo), shown in the panel")
+    image: StringProperty(name="Photo", subtype="FILE_PATH", options=REL,
                           description="Reference photo I0, 256x256 (JPEG or PNG)")
-    parsing: StringProperty(name="Parsing", subtype="FILE_PATH",
+    parsing: StringProperty(name="Parsing", subtype="FILE_PATH", options=REL,
                             description="Its human parsing S0 (PNG, class id in the red channel); "
                             "empty: the engine estimates it from the photo")
     pose_source: EnumProperty(name="Reference pose", items=(
         ("CSV", "From CSV", "P0 from the photo's pose CSV; the rig is scaled and shifted onto it"),
         ("RIG", "From rig", "P0 is the rig at the reference frame, posed over the photo in the camera"),
     ), default="CSV")
-    pose_csv: StringProperty(name="Pose CSV", subtype="FILE_PATH", description="The photo's pose P0 (CSV)")
+    pose_csv: StringProperty(name="Pose CSV", subtype="FILE_PATH", options=REL, description="The photo's pose P0 (CSV)")
     reference_frame: IntProperty(name="Reference frame", default=1,
                                  description="Frame where the rig stands as the person in the photo")
     armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature, update=_on_armature)
@@ -63,7 +73,7 @@ class PSC_Settings(bpy.types.PropertyGroup):
         ("BLENDER", "Blender", "Every frame's evaluated pose (Blender's keyframe interpolation)"),
         ("PMNET", "PM-Net", "Only keyframed frames are projected; PM-Net's learned interpolation fills the rest"),
     ), default="BLENDER")
-    output_dir: StringProperty(name="Output folder", subtype="DIR_PATH",
+    output_dir: StringProperty(name="Output folder", subtype="DIR_PATH", options=REL,
                                description="Where the frames go (empty: //psc/<scene>/ next to the .blend)")
     overwrite: BoolProperty(name="Overwrite", default=False, description=(
         "Replace the earlier run's folder once the new frames are done (off: a new numbered folder)"))
@@ -96,7 +106,7 @@ def apply_preset(settings, preset_id):
     """Fill the joint maps from a preset and the armature's bone names."""
     ensure_joints(settings)
     arm = settings.armature
-    names = arm.data.bones.keys() if arm else []
+    names = arm.data.bones.keys() if arm and arm.type == "ARMATURE" else []
     head, mapping = presets.resolve(presets.BY_ID[preset_id], names)
     settings.head_bone = head or ""
     for item in settings.joints:
@@ -114,6 +124,9 @@ def detect_preset(settings):
     """Pick the preset matching the armature's bone names; returns it or None."""
     ensure_joints(settings)
     arm = settings.armature
+    if arm is not None and arm.type != "ARMATURE":  # possible from Python (the picker only offers armatures)
+        settings.detected = f"'{arm.name}' is not an armature"
+        return None
     found = presets.detect(arm.data.bones.keys()) if arm else None
     settings.detected = found.label if found else ("no preset matches" if arm else "")
     if found:

@@ -25,7 +25,7 @@ EAR_MIN = -0.3  # ear: its side may turn away a little (frontal views show both 
 
 
 class RigError(ValueError):
-    """The mapping does not match the rig; the message lists what is missing and what to do."""
+    """The mapping does not fit the rig well enough to go on; the message lists what and what to do."""
 
 
 @dataclass
@@ -45,27 +45,46 @@ class HeadFrame:
     right: Vector
 
 
-def check_mapping(arm, sources, head_bone):
-    """Raise RigError naming every joint whose bone or object is missing."""
+# Without these the person cannot be placed or scaled: a rig missing one of them is refused.
+TORSO = ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip")
+
+
+def mapping_problems(arm, sources, head_bone):
+    """[(joint, what)] for every joint whose bone, object or head bone is missing on this rig."""
     bones = arm.data.bones
     problems = []
-    for label, src in zip(LABELS, sources):
+    for joint, src in zip(JOINTS, sources):
         if src.kind == "BONE" and src.bone not in bones:
-            problems.append(f"{label} ({src.bone or 'no bone set'})")
+            problems.append((joint, f"bone {src.bone!r} not in the rig" if src.bone else "no bone set"))
         elif src.kind == "OBJECT" and src.obj is None:
-            problems.append(f"{label} (no object set)")
-    needs_head = any(s.kind == "HEAD" for s in sources)
-    if needs_head and head_bone not in bones:
-        problems.append(f"head bone ({head_bone or 'not set'})")
-    if problems:
-        raise RigError(f"Rig '{arm.name}' has no bone for: " + ", ".join(problems)
-                       + ". Pick the bones in the PSC panel (Rig mapping) or choose another preset")
+            problems.append((joint, "no object set"))
+        elif src.kind == "HEAD" and head_bone not in bones:
+            problems.append((joint, f"head bone {head_bone!r} not in the rig" if head_bone else "no head bone set"))
+    return problems
+
+
+def check_mapping(arm, sources, head_bone):
+    """(usable sources, warning): joints the rig cannot give become missing (NONE) with a warning
+    naming them; a missing torso joint (neck, shoulders, hips) raises RigError instead."""
+    problems = mapping_problems(arm, sources, head_bone)
+    torso = [(j, what) for j, what in problems if j in TORSO]
+    if torso:
+        raise RigError(f"Rig '{arm.name}' has no bone for " + ", ".join(f"{LABELS[JOINTS.index(j)]} ({w})" for j, w in torso)
+                       + ": PSC needs the neck, both shoulders and both hips; pick their bones in the PSC panel "
+                       "(Rig > Show joints) or choose another preset")
+    if not problems:
+        return list(sources), ""
+    bad = {j for j, _ in problems}
+    usable = [JointSource("NONE") if j in bad else src for j, src in zip(JOINTS, sources)]
+    warning = (f"Rig '{arm.name}' has no bone for " + ", ".join(f"{LABELS[JOINTS.index(j)]} ({w})" for j, w in problems)
+               + ": written as missing (-1) in every frame; map them in the PSC panel (Rig > Show joints), "
+               "or set them to Missing")
+    return usable, warning
 
 
 class RigPoints:
     def __init__(self, arm, sources, head_bone):
-        check_mapping(arm, sources, head_bone)
-        self.sources = list(sources)
+        self.sources, self.warning = check_mapping(arm, sources, head_bone)
         self.head_bone = head_bone if head_bone in arm.data.bones else ""
         self.fwd_local = self.right_local = None
         if self.head_bone:

@@ -5,9 +5,14 @@ In Blender:
         --image I0.jpg --parsing S0.png --pose P0.csv [--out DIR] [--mp4] [--save]
 With the bpy module (pip install bpy):
     python scripts/batch_clip.py --blend scene.blend --image I0.jpg --parsing S0.png --pose P0.csv [--out DIR]
+From the photo alone (any size; its parsing and pose are estimated):
+    python scripts/batch_clip.py --blend scene.blend --photo photo.jpg [--out DIR]
 
-Runs the add-on's own Generate clip operator, synchronously (background mode), so the result is
-the same as pressing the button: frames in the output folder, a strip in the Video Sequencer.
+Runs the add-on's own operators, synchronously (background mode), so the result is the same as
+pressing the buttons: with --photo (or --image given without --parsing, --pose and --pose-from)
+first Prepare, which writes I0/S0/P0 and an overlay into //psc/prepared/<stem>/ and points the
+scene's settings at them (a --parsing or --pose given as well replaces the estimated one), then
+Generate clip: frames in the output folder, a strip in the Video Sequencer.
 Uses the installed extension when Blender has it enabled, else the add-on from this checkout.
 Exit status: 0 done, 1 failed (the reason on stderr, `psc: error: ...`), 2 bad arguments.
 """
@@ -24,7 +29,10 @@ def parse_args(argv):
     ap.add_argument("--blend", help="open this .blend first (needed under plain Python; in Blender pass it before --python)")
     ap.add_argument("--scene", help="scene name (default: the active scene)")
     ap.add_argument("--armature", help="armature object (default: the scene's PSC setting, else its first armature)")
-    ap.add_argument("--image", help="reference photo I0 (256x256)")
+    ap.add_argument("--photo", help="a photo of the person, any size: prepared first (framed to 256x256, parsing "
+                    "and pose estimated), like the panel's Prepare button")
+    ap.add_argument("--image", help="reference photo I0 (256x256); alone (no --parsing, --pose, --pose-from) "
+                    "it is prepared like --photo (add --pose-from csv to keep the scene's pose CSV instead)")
     ap.add_argument("--parsing", help="its parsing S0 (PNG)")
     ap.add_argument("--pose", help="its pose P0 (CSV); omit with --pose-from rig")
     ap.add_argument("--pose-from", choices=("csv", "rig"), default=None,
@@ -75,6 +83,15 @@ def addon_prefs(mod):
     return addon.preferences if addon else mod.prefs.DEFAULTS
 
 
+def photo_to_prepare(args):
+    """The photo to run Prepare on: --photo, or an --image given with nothing else to go with it."""
+    if args.photo:
+        return args.photo
+    if args.image and not (args.parsing or args.pose or args.pose_from):
+        return args.image
+    return None
+
+
 def apply_args(args, mod):
     """Copy the command line onto the scene's PSC settings and the add-on preferences."""
     import bpy
@@ -92,9 +109,13 @@ def apply_args(args, mod):
         s.armature = ob
     elif s.armature is None:
         s.armature = next((o for o in scene.objects if o.type == "ARMATURE"), None)
-    for key in ("image", "parsing"):
-        if getattr(args, key):
-            setattr(s, key, os.path.abspath(getattr(args, key)))
+    photo = photo_to_prepare(args)
+    if photo:
+        s.source_photo = os.path.abspath(photo)
+    elif args.image:
+        s.image = os.path.abspath(args.image)
+    if args.parsing:
+        s.parsing = os.path.abspath(args.parsing)
     if args.pose:
         s.pose_csv = os.path.abspath(args.pose)
         s.pose_source = "CSV"
@@ -121,22 +142,39 @@ def apply_args(args, mod):
     return scene
 
 
+def run_operator(mod, scene, name):
+    """Run bpy.ops.psc.<name> on the scene, synchronously; returns its job, or raises RuntimeError with the report."""
+    import bpy
+
+    try:
+        with bpy.context.temp_override(scene=scene) if scene != bpy.context.scene else contextlib.nullcontext():
+            result = getattr(bpy.ops.psc, name)()
+    except RuntimeError:  # background mode turns the operator's error report into an exception
+        result = {"CANCELLED"}
+    job = mod.operators.last_job()
+    if result != {"FINISHED"} or job is None or job.phase != "done":
+        raise RuntimeError(bpy.context.window_manager.psc_run.last_report or f"{name} failed")
+    return job
+
+
 def run(args):
-    """Open, configure, generate, save. Returns the result dict of the job (folder, frames, strip, mp4)."""
+    """Open, configure, (prepare,) generate, save. Returns the clip job's result (folder, frames, strip, mp4)."""
     import bpy
 
     if args.blend:
         bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
     mod = ensure_addon()
     scene = apply_args(args, mod)
-    try:
-        with bpy.context.temp_override(scene=scene) if scene != bpy.context.scene else contextlib.nullcontext():
-            result = bpy.ops.psc.generate_clip()
-    except RuntimeError:  # background mode turns the operator's error report into an exception
-        result = {"CANCELLED"}
-    job = mod.operators.last_job()
-    if result != {"FINISHED"} or job is None or job.phase != "done":
-        raise RuntimeError(bpy.context.window_manager.psc_run.last_report or "generating the clip failed")
+    if photo_to_prepare(args):
+        run_operator(mod, scene, "prepare_photo")  # its report is printed by Blender
+        s = scene.psc  # the user's own files replace the estimated ones
+        if args.parsing:
+            s.parsing = os.path.abspath(args.parsing)
+        if args.pose:
+            s.pose_csv = os.path.abspath(args.pose)
+        if args.pose_from:
+            s.pose_source = args.pose_from.upper()
+    job = run_operator(mod, scene, "generate_clip")
     if args.save_as:
         bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.save_as))
     elif args.save and bpy.data.filepath:

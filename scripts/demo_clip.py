@@ -8,6 +8,8 @@ walking on the spot while turning half round - takes the bundled example photo (
 pose), runs the add-on's Generate clip, and writes into --out (default out/demo/):
 demo.blend (with the strip in the Video Sequencer), psc/Demo/frame_*.png, psc/Demo/Demo.mp4 and
 demo_frames.png (the photo, then a few generated frames side by side).
+With --photo (any size) the photo is prepared first, as the panel's Prepare button does: its
+parsing and pose are estimated and the clip uses them.
 """
 import argparse
 import glob
@@ -149,7 +151,9 @@ def main(argv=None):
     ap.add_argument("--weights", help="engine weights folder (default: the engine's)")
     ap.add_argument("--python", help="engine interpreter (default: this Python)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--image", help="use this photo instead of the bundled example (with --parsing and --pose)")
+    ap.add_argument("--photo", help="use this photo of any size instead of the bundled example: prepared first "
+                    "(framed, parsing and pose estimated)")
+    ap.add_argument("--image", help="use this 256x256 photo instead of the bundled example (with --parsing and --pose)")
     ap.add_argument("--parsing")
     ap.add_argument("--pose")
     args = ap.parse_args(batch_clip.script_argv(__file__) if argv is None else argv)
@@ -158,7 +162,11 @@ def main(argv=None):
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    if args.image:
+    if args.image and not (args.parsing and args.pose):
+        ap.error("--image needs --parsing and --pose (or use --photo: they are then estimated)")
+    if args.photo:
+        inputs = None
+    elif args.image:
         inputs = (args.image, args.parsing, args.pose)
     else:
         inputs = example_inputs() or drawn_inputs(os.path.join(out, "inputs"))
@@ -167,7 +175,6 @@ def main(argv=None):
     mod = batch_clip.ensure_addon()
     s = scene.psc
     s.armature = rig  # detects the Rigify meta-rig preset
-    s.image, s.parsing, s.pose_csv = (os.path.abspath(p) for p in inputs)
     s.pose_source, s.reference_frame = "CSV", 1
     s.interpolation = "PMNET" if args.pmnet else "BLENDER"
     s.overwrite, s.make_mp4, s.batch_size, s.channel = True, not args.no_mp4, args.batch_size, 1
@@ -176,6 +183,16 @@ def main(argv=None):
         p.weights_dir = os.path.abspath(args.weights)
     if args.python:
         p.python_path = os.path.abspath(args.python)
+    if inputs is None:  # the photo alone: Prepare fills Photo, Parsing and Pose CSV
+        s.source_photo = os.path.abspath(args.photo)
+        try:
+            batch_clip.run_operator(mod, scene, "prepare_photo")
+        except RuntimeError as e:
+            print(f"psc: error: {e}", file=sys.stderr)
+            return 1
+        inputs = (s.image, s.parsing, s.pose_csv)
+    else:
+        s.image, s.parsing, s.pose_csv = (os.path.abspath(p) for p in inputs)
     print(f"psc demo: rig preset {s.detected}, photo {inputs[0]}", flush=True)
     try:
         ok = bpy.ops.psc.generate_clip() == {"FINISHED"}

@@ -6,6 +6,8 @@ preset detection is tested on names, not on files.
 """
 import math
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -123,8 +125,17 @@ def enable_addon():
 
 
 @pytest.fixture
-def addon():
-    """The add-on enabled, in a fresh empty file."""
+def private_tmp(tmp_path, monkeypatch):
+    """The add-on's temp folder (job folders, an unsaved .blend's `//`) inside this test's tmp_path."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(exist_ok=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def addon(private_tmp):
+    """The add-on enabled, in a fresh empty (never saved) file, with a private temp folder."""
     mod = enable_addon()
     fresh_file()
     yield mod
@@ -165,3 +176,163 @@ def set_prefs(**kw):
     for k, v in kw.items():
         setattr(p, k, v)
     return p
+
+
+# --- a fake engine and helpers for runs -------------------------------------------------------
+
+FAKE_MAIN = r"""
+import json, os, shutil, sys, time
+command, args = sys.argv[1], sys.argv[2:]  # python -m psc_engine <command> <args>
+def opt(name):
+    return args[args.index(name) + 1] if name in args else None
+if os.environ.get("PSC_FAKE_LOG"):
+    with open(os.environ["PSC_FAKE_LOG"], "w") as f:
+        json.dump(sys.argv[1:], f)
+if os.environ.get("PSC_FAKE_FAIL"):
+    print("Traceback (most recent call last):\n  File 'x.py'\nValueError: boom", file=sys.stderr)
+    print("psc: error: " + os.environ["PSC_FAKE_FAIL"], file=sys.stderr)
+    sys.exit(2)
+delay = float(os.environ.get("PSC_FAKE_DELAY", "0"))
+if command == "prepare":  # the photo copied as I0, S0 and overlay; a fixed P0
+    out, stem = opt("--out"), opt("--stem")
+    time.sleep(delay)
+    for sub in ("I0", "S0", "overlay"):
+        os.makedirs(os.path.join(out, sub))
+        shutil.copy(opt("--image"), os.path.join(out, sub, stem + ".png"))
+    os.makedirs(os.path.join(out, "P0"))
+    with open(os.path.join(out, "P0", stem + ".csv"), "w") as f:
+        f.write("0," + ",".join([str(100 + 7 * i) for i in range(9)] + ["-1"] * 9) + "\n"
+                "0," + ",".join([str(60 + 13 * i) for i in range(9)] + ["-1"] * 9) + "\n")
+    print("psc: warning: fake photo nets", file=sys.stderr)
+    print("prepared " + stem)
+    sys.exit(0)
+out = opt("--output_dir")
+if opt("--poses"):
+    n = sum(1 for line in open(opt("--poses")) if line.strip()) // 2
+else:
+    n = int(opt("--key_frames").split(",")[-1])
+os.makedirs(out)
+print("loading the nets")
+print(json.dumps({"event": "start", "total": n}), flush=True)
+for i in range(1, n + 1):
+    dst = os.path.join(out, "frame_%05d.png" % i)
+    shutil.copy(opt("--image"), dst + ".tmp")
+    os.replace(dst + ".tmp", dst)
+    print(json.dumps({"event": "frame", "done": i, "total": n, "path": dst}), flush=True)
+    time.sleep(delay)
+print(json.dumps({"event": "done", "total": n, "output_dir": out}), flush=True)
+"""
+
+
+@pytest.fixture
+def prefs_reset(addon):
+    yield
+    set_prefs(python_path="", engine_dir="", weights_dir="")
+
+
+@pytest.fixture
+def fake_engine(tmp_path, prefs_reset):
+    """A stand-in psc_engine package (FAKE_MAIN) set as the engine folder in the preferences."""
+    pkg = tmp_path / "fake_engine" / "psc_engine"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(FAKE_MAIN)
+    set_prefs(engine_dir=str(pkg.parent))
+    return pkg.parent
+
+
+@pytest.fixture
+def scene10(addon, tmp_path):
+    """A 10-frame arm swing on a Mixamo-named rig, a camera, drawn inputs, output in tmp/out."""
+    scene = bpy.context.scene
+    rig = build_rig("mixamo")
+    add_camera()
+    animate_arm_swing(rig, "mixamo", frames=10)
+    inputs = write_inputs(tmp_path / "inputs")
+    configure(scene, rig, inputs, tmp_path / "out", batch_size=4)
+    return scene
+
+
+def generate(op="generate_clip"):
+    """Run an engine operator (synchronous here); returns (result, the report shown in the panel)."""
+    try:
+        result = getattr(bpy.ops.psc, op)()
+    except RuntimeError:  # background mode raises on an ERROR report
+        result = {"CANCELLED"}
+    return result, bpy.context.window_manager.psc_run.last_report
+
+
+def all_strips():
+    se = bpy.context.scene.sequence_editor
+    return list(se.strips) if se else []
+
+
+def leftovers(root):
+    """Anything a cancelled or failed run might have left: output and partial folders, job folders,
+    temp files (the add-on's temp folder is private to the test, see private_tmp)."""
+    found = [str(p) for p in Path(root).glob("out*")]
+    found += [str(p) for p in Path(tempfile.gettempdir()).rglob("*")]
+    return found
+
+
+def run_until_first_frame(tmp_path, timeout=120, budget=0.5):
+    """Start a ClipJob and step it until the engine has written its first frame."""
+    from blender_addon.clip_job import ClipJob
+
+    job = ClipJob(bpy.context)
+    t0 = time.time()
+    while not (job.phase == "engine" and job.status.startswith("Frame")):
+        assert job.phase in ("project", "engine"), job.error
+        job.step(bpy.context, budget=budget, wait=0.1)
+        assert time.time() - t0 < timeout
+    assert Path(job.partial).is_dir() and list(Path(job.partial).glob("frame_*.png"))
+    return job
+
+
+# --- UI code: drawn against a recording layout (no UI event loop in bpy) -----------------------
+
+class RecordingLayout:
+    """Checks every prop/operator the UI names exists, the way Blender would when drawing."""
+
+    def __init__(self, log):
+        self.log = log
+        self.alert = False
+
+    def _sub(self, *args, **kw):
+        return RecordingLayout(self.log)
+
+    row = column = box = split = _sub
+
+    def prop(self, data, name, **kw):
+        assert name in data.bl_rna.properties, (type(data).__name__, name)
+        self.log.append(("prop", name))
+
+    def prop_search(self, data, name, search_data, search_name, **kw):
+        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties
+        self.log.append(("prop_search", name))
+
+    def operator(self, idname, **kw):
+        mod, _, op = idname.partition(".")
+        assert hasattr(getattr(bpy.types, f"{mod.upper()}_OT_{op}"), "bl_idname"), idname
+        self.log.append(("operator", idname))
+
+    def label(self, **kw):
+        self.log.append(("label", kw.get("text", "")))
+
+    def progress(self, **kw):
+        self.log.append(("progress", kw.get("factor")))
+
+    def separator(self, **kw):
+        pass
+
+    def template_icon(self, icon_value, scale=1.0):
+        assert isinstance(icon_value, int) and scale > 0
+        self.log.append(("template_icon", icon_value))
+
+
+def draw_panels(mod):
+    """Draw both PSC panels against a RecordingLayout; returns the log of what they drew."""
+    log = []
+    for panel in (mod.panel.PSC_PT_main, mod.panel.PSC_PT_sequencer):
+        panel.draw(type("P", (), {"layout": RecordingLayout(log)})(), bpy.context)
+    return log

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest_addon import (ADDON, add_camera, addon, animate_arm_swing, bone_name, build_rig, bpy,  # noqa: F401
-                            enable_addon)
+                            RecordingLayout, draw_panels, enable_addon, private_tmp)
 
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
@@ -134,6 +134,12 @@ def test_frame_centre_and_edges(addon):
     fit = f.fit_scale_shift([(0, 0), (10, 0), None], [(5, 5), (25, 5), (1, 1)])
     assert fit == pytest.approx((2.0, 5.0, 5.0))
     assert f.fit_scale_shift([(0, 0), None], [(1, 1), (2, 2)]) is None
+    assert f.fit_agreement([(0, 0), (10, 0), (0, 20)], [(5, 5), (25, 5), (5, 45)]) == pytest.approx(1.0)
+    # A photo pose upside down against the rig: still framed (positive scale, centroids matched), agreement < 0.
+    src, dst = [(0, 0), (10, 0), (0, 20)], [(45, 45), (25, 45), (45, 5)]
+    s, dx, dy = f.fit_scale_shift(src, dst)
+    assert s == pytest.approx(2.0) and f.fit_agreement(src, dst) < 0
+    assert [sum(c) / 3 for c in zip(*f.apply_fit(src, (s, dx, dy)))] == pytest.approx([sum(c) / 3 for c in zip(*dst)])
 
 
 def test_evaluated_pose_follows_constraints(addon):
@@ -225,6 +231,15 @@ def test_export_fits_rig_onto_the_photo_pose(addon, tmp_path):
         assert (got is None) == (want is None) and (got is None or got == pytest.approx(want, abs=0.01))
     for got, raw in zip(poses[3], later):
         assert got == pytest.approx((0.8 * raw[0] + 12.0, 0.8 * raw[1] - 7.0), abs=0.01)
+    # A photo pose upside down against the rig (e.g. a poor estimate): framed anyway, with a warning.
+    upside_down = [None if p is None else (255 - p[0], 255 - p[1]) for p in p0]
+    rig_points = addon.rig_points.RigPoints(rig, addon.props.joint_sources(s), s.head_bone)
+    track = addon.pose_track.PoseTrack(scene, rig_points, rig, range(1, 7), 1, str(tmp_path / "flip.csv"), upside_down)
+    while not track.step(bpy.context):
+        pass
+    (warning,) = track.warnings()
+    assert warning.startswith("At the reference frame 1 the rig does not stand like the photo's pose (agreement -1.00")
+    assert len(addon.pose_csv.read_poses(str(tmp_path / "flip.csv"))) == 6
 
 
 def test_pose_csv_round_trip_matches_engine_reader(addon, tmp_path):
@@ -336,20 +351,41 @@ def ready_scene(addon, tmp_path):
     return scene
 
 
-def test_report_rig_with_missing_bones(ready_scene):
-    rig = ready_scene.psc.armature
-    rig.data.bones["mixamorig:LeftForeArm"].name = "elbow_L"
-    rig.data.bones["mixamorig:RightFoot"].name = "foot_R"
-    ready_scene.psc.armature = rig  # re-detect: still Mixamo, two joints unmapped
+def test_rig_with_missing_bones(addon, ready_scene, tmp_path, private_tmp):
+    """Limb or face joints the rig lacks: written as missing with a warning naming them and their bones.
+    A torso joint (neck, shoulders, hips) the rig lacks: an error naming it, nothing written."""
+    scene, s = ready_scene, ready_scene.psc
+    rig = s.armature
+    rig.data.bones["mixamorig:LeftForeArm"].name = "elbow_L"  # renamed after the preset mapped it
+    s.joints[addon.joints.INDEX["r_ankle"]].bone = ""  # never mapped
+    out = tmp_path / "poses.csv"
+    assert bpy.ops.psc.export_poses(filepath=str(out)) == {"FINISHED"}
+    poses, idx = addon.pose_csv.read_poses(str(out)), addon.joints.INDEX
+    assert len(poses) == 4
+    assert all(p[idx["l_elbow"]] is None and p[idx["r_ankle"]] is None for p in poses)
+    assert all(p[idx["l_wrist"]] is not None and p[idx["neck"]] is not None for p in poses)
+    _, warning = addon.rig_points.check_mapping(rig, addon.props.joint_sources(s), s.head_bone)
+    assert warning == (f"Rig '{rig.name}' has no bone for Left elbow (bone 'mixamorig:LeftForeArm' not in the rig), "
+                       "Right ankle (no bone set): written as missing (-1) in every frame; map them in the PSC panel "
+                       "(Rig > Show joints), or set them to Missing")
+
+    rig.data.bones["mixamorig:Neck"].name = "neck_x"
     result, report = _generate_report()
     assert result == {"CANCELLED"}
-    assert "has no bone for: Left elbow" in report and "Right ankle" in report and "PSC panel" in report
+    assert report.startswith(f"Rig '{rig.name}' has no bone for Neck (bone 'mixamorig:Neck' not in the rig): "
+                             "PSC needs the neck, both shoulders and both hips")
+    assert not (tmp_path / "out").exists() and not list(private_tmp.iterdir())
 
 
 def test_report_no_camera(ready_scene):
     ready_scene.camera = None
     result, report = _generate_report()
     assert result == {"CANCELLED"} and "has no active camera" in report
+    empty = bpy.data.objects.new("Marker", None)
+    ready_scene.collection.objects.link(empty)
+    ready_scene.camera = empty  # Blender allows any object as the scene camera
+    result, report = _generate_report()
+    assert result == {"CANCELLED"} and "'Marker', is an empty, not a camera" in report
 
 
 def test_report_missing_photo(ready_scene, tmp_path):
@@ -358,10 +394,26 @@ def test_report_missing_photo(ready_scene, tmp_path):
     assert result == {"CANCELLED"} and "Reference photo not found" in report and "nowhere.jpg" in report
 
 
-def test_report_no_armature(ready_scene):
-    ready_scene.psc.armature = None
+def test_report_no_armature(addon, ready_scene):
+    """No armature; an object that is not one (set from Python: the picker offers only armatures);
+    an armature of another scene. Each a one-line report; the panel says so too."""
+    s = ready_scene.psc
+    s.armature = None
     result, report = _generate_report()
     assert result == {"CANCELLED"} and "No armature chosen" in report
+    mesh = bpy.data.objects.new("Body", bpy.data.meshes.new("Body"))
+    ready_scene.collection.objects.link(mesh)
+    s.armature = mesh  # the update callback must not raise
+    assert s.detected == "'Body' is not an armature"
+    assert ("label", "'Body' is not an armature") in draw_panels(addon)
+    result, report = _generate_report()
+    assert result == {"CANCELLED"} and report.startswith("'Body' is a mesh, not an armature")
+    other = bpy.data.scenes.new("Other")
+    elsewhere = bpy.data.objects.new("OtherRig", bpy.data.armatures.new("OtherRig"))
+    other.collection.objects.link(elsewhere)
+    s.armature = elsewhere
+    result, report = _generate_report()
+    assert result == {"CANCELLED"} and "Armature 'OtherRig' is not in scene 'Scene'" in report
 
 
 def test_failure_messages_name_the_fix(addon):
@@ -377,38 +429,6 @@ def test_failure_messages_name_the_fix(addon):
 
 
 # --- UI code: drawn against a recording layout (no UI event loop in bpy) -----------------------
-
-class RecordingLayout:
-    """Checks every prop/operator the UI names exists, the way Blender would when drawing."""
-
-    def __init__(self, log):
-        self.log = log
-        self.alert = False
-
-    def _sub(self, *args, **kw):
-        return RecordingLayout(self.log)
-
-    row = column = box = split = _sub
-
-    def prop(self, data, name, **kw):
-        assert name in data.bl_rna.properties, (type(data).__name__, name)
-        self.log.append(("prop", name))
-
-    def prop_search(self, data, name, search_data, search_name, **kw):
-        assert name in data.bl_rna.properties and search_name in search_data.bl_rna.properties
-        self.log.append(("prop_search", name))
-
-    def operator(self, idname, **kw):
-        mod, _, op = idname.partition(".")
-        assert hasattr(getattr(bpy.types, f"{mod.upper()}_OT_{op}"), "bl_idname"), idname
-        self.log.append(("operator", idname))
-
-    def label(self, **kw):
-        self.log.append(("label", kw.get("text", "")))
-
-    def progress(self, **kw):
-        self.log.append(("progress", kw.get("factor")))
-
 
 def test_panels_and_preferences_draw(addon):
     scene = bpy.context.scene

@@ -2,100 +2,19 @@
 tiny weights), cancel, errors from the engine, an interpreter without torch, the headless scripts.
 
 Tests marked `engine` start the real `python -m psc_engine` (torch on the CPU); the others use a
-fake engine package (a few lines below) that speaks the same protocol, for timing control.
+fake engine package (conftest_addon.FAKE_MAIN) that speaks the same protocol, for timing control.
 """
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest_addon import (REPO, add_camera, addon, animate_arm_swing, build_rig, bpy, configure,  # noqa: F401
-                            fresh_file, set_prefs, write_inputs)
-
-FAKE_MAIN = r'''
-import json, os, shutil, sys, time
-args = sys.argv[2:]  # after "-m psc_engine" comes "animate"
-def opt(name):
-    return args[args.index(name) + 1] if name in args else None
-if os.environ.get("PSC_FAKE_LOG"):
-    with open(os.environ["PSC_FAKE_LOG"], "w") as f:
-        json.dump(sys.argv[1:], f)
-if os.environ.get("PSC_FAKE_FAIL"):
-    print("Traceback (most recent call last):\n  File 'x.py'\nValueError: boom", file=sys.stderr)
-    print("psc: error: " + os.environ["PSC_FAKE_FAIL"], file=sys.stderr)
-    sys.exit(2)
-out = opt("--output_dir")
-if opt("--poses"):
-    n = sum(1 for line in open(opt("--poses")) if line.strip()) // 2
-else:
-    n = int(opt("--key_frames").split(",")[-1])
-os.makedirs(out)
-print("loading the nets")
-print(json.dumps({"event": "start", "total": n}), flush=True)
-for i in range(1, n + 1):
-    dst = os.path.join(out, "frame_%05d.png" % i)
-    shutil.copy(opt("--image"), dst + ".tmp")
-    os.replace(dst + ".tmp", dst)
-    print(json.dumps({"event": "frame", "done": i, "total": n, "path": dst}), flush=True)
-    time.sleep(float(os.environ.get("PSC_FAKE_DELAY", "0")))
-print(json.dumps({"event": "done", "total": n, "output_dir": out}), flush=True)
-'''
-
-
-@pytest.fixture
-def prefs_reset(addon):
-    yield
-    set_prefs(python_path="", engine_dir="", weights_dir="")
-
-
-@pytest.fixture
-def fake_engine(tmp_path, prefs_reset):
-    pkg = tmp_path / "fake_engine" / "psc_engine"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "__main__.py").write_text(FAKE_MAIN)
-    set_prefs(engine_dir=str(pkg.parent))
-    return pkg.parent
-
-
-@pytest.fixture
-def scene10(addon, tmp_path):
-    """A 10-frame arm swing on a Mixamo-named rig, a camera, drawn inputs, output in tmp/out."""
-    scene = bpy.context.scene
-    rig = build_rig("mixamo")
-    add_camera()
-    animate_arm_swing(rig, "mixamo", frames=10)
-    inputs = write_inputs(tmp_path / "inputs")
-    configure(scene, rig, inputs, tmp_path / "out", batch_size=4)
-    return scene
-
-
-def generate():
-    try:
-        result = bpy.ops.psc.generate_clip()
-    except RuntimeError:  # background mode raises on an ERROR report
-        result = {"CANCELLED"}
-    return result, bpy.context.window_manager.psc_run.last_report
-
-
-def all_strips():
-    se = bpy.context.scene.sequence_editor
-    return list(se.strips) if se else []
-
-
-def leftovers(root):
-    """Anything a cancelled or failed run might have left: partial folders, output folders, job dirs."""
-    found = [str(p) for p in Path(root).glob("out*")]
-    found += [str(p) for p in Path(tempfile.gettempdir()).glob("psc-job-*") if p.stat().st_mtime > T0]
-    return found
-
-
-T0 = time.time()
+from conftest_addon import (REPO, add_camera, addon, all_strips, animate_arm_swing, build_rig, bpy,  # noqa: F401
+                            fake_engine, fresh_file, generate, leftovers, prefs_reset, private_tmp, run_until_first_frame,
+                            scene10, set_prefs, write_inputs)
 
 
 def read_png(path):
@@ -109,10 +28,17 @@ def read_png(path):
 
 @pytest.mark.engine
 def test_generate_clip_with_the_real_engine(scene10, tiny_weights, prefs_reset, tmp_path):
+    """The whole run; at frame 8 the rig jumps out of the camera's view: that frame's pose is all missing,
+    the engine draws it anyway (no person) and the report names the frame."""
     set_prefs(weights_dir=str(tiny_weights))
     scene10.psc.make_mp4 = True
+    rig = scene10.psc.armature
+    for frame, x in ((7, 0.0), (8, 100.0), (9, 0.0)):
+        rig.location.x = x
+        rig.keyframe_insert("location", index=0, frame=frame)
     result, report = generate()
     assert result == {"FINISHED"}, report
+    assert "At 1 frame(s) (8) the camera sees none of the rig's joints" in report
     out = tmp_path / "out"
     frames = sorted(out.glob("frame_*.png"))
     assert [p.name for p in frames] == [f"frame_{i:05d}.png" for i in range(1, 11)]
@@ -127,6 +53,8 @@ def test_generate_clip_with_the_real_engine(scene10, tiny_weights, prefs_reset, 
     # The frames are the engine's output for the poses the add-on projected (poses.csv, kept with them).
     lines = (out / "poses.csv").read_text().splitlines()
     assert len(lines) == 20
+    assert lines[14].split(",")[1:] == ["-1"] * 18 and lines[15].split(",")[1:] == ["-1"] * 18  # frame 8
+    assert lines[12].count("-1") < 18 and lines[16].count("-1") < 18
     first = tmp_path / "first_batch.csv"  # the add-on's first batch of 4, so the batch is the same
     first.write_text("\n".join(lines[:8]) + "\n")
     s = scene10.psc
@@ -146,25 +74,12 @@ def test_cancel_with_the_real_engine_leaves_nothing(scene10, tiny_weights, prefs
     scene10.frame_end = 60  # long enough to still be running when the first frame lands
     scene10.psc.batch_size = 1
     scene10.frame_set(3)
-    job = _run_until_first_frame(tmp_path)
+    job = run_until_first_frame(tmp_path)
     job.cancel(bpy.context)
     assert job.phase == "cancelled" and job.engine.returncode is not None
     assert leftovers(tmp_path) == []
     assert all_strips() == []
     assert bpy.context.scene.frame_current == 3
-
-
-def _run_until_first_frame(tmp_path, timeout=120):
-    from blender_addon.clip_job import ClipJob
-
-    job = ClipJob(bpy.context)
-    t0 = time.time()
-    while not (job.phase == "engine" and job.status.startswith("Frame")):
-        assert job.phase in ("project", "engine"), job.error
-        job.step(bpy.context, budget=0.5, wait=0.1)
-        assert time.time() - t0 < timeout
-    assert Path(job.partial).is_dir() and list(Path(job.partial).glob("frame_*.png"))
-    return job
 
 
 @pytest.mark.engine
@@ -238,7 +153,7 @@ def test_batch_clip_inside_blender(addon, tiny_weights, tmp_path):
 
 def test_cancel_kills_the_engine_and_removes_its_frames(scene10, fake_engine, tmp_path, monkeypatch):
     monkeypatch.setenv("PSC_FAKE_DELAY", "0.5")
-    job = _run_until_first_frame(tmp_path)
+    job = run_until_first_frame(tmp_path)
     pid = job.engine.proc.pid
     t0 = time.time()
     job.cancel(bpy.context)
@@ -253,7 +168,7 @@ def test_cancel_button_stops_the_running_job(scene10, fake_engine, tmp_path, mon
     from blender_addon import operators
 
     monkeypatch.setenv("PSC_FAKE_DELAY", "0.5")
-    operators._job = job = _run_until_first_frame(tmp_path)
+    operators._job = job = run_until_first_frame(tmp_path)
     assert bpy.ops.psc.cancel_clip.poll()
     assert bpy.ops.psc.cancel_clip() == {"FINISHED"} and job.cancel_requested
     assert operators.advance(bpy.context, job) is False
