@@ -4,6 +4,7 @@ progress (done, samples/hour, time left). One batch per output folder at a time 
 import fcntl
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 import traceback
@@ -14,8 +15,22 @@ from . import VERSION, writer
 _STATE = {}
 
 
-def _init(resolution, samples, threads, root, split, layout):
+def _exit_with_parent(parent):
+    """A worker whose batch process is gone (killed) stops at once, so no orphan keeps rendering
+    into a folder that a resumed batch is writing too."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init(resolution, samples, threads, root, split, layout, parent):
     """Worker start-up: import Blender and build the body model once."""
+    _exit_with_parent(parent)
     import bpy  # noqa: F401  (import first: it sets up Blender's own Python paths)
 
     from .body import load_body_model
@@ -73,7 +88,9 @@ def run(root, split, layout, start, count, workers, resolution, samples, log=pri
         return 0
     cores = os.cpu_count() or 1
     threads = max(1, cores // workers)
-    args = (resolution, samples, threads, str(root), split, layout)
+    args = (resolution, samples, threads, str(root), split, layout, os.getpid())
+    # SIGTERM (kill, a session ending) unwinds like Ctrl-C, so the pool below terminates its workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.time()
     done, failed, nbytes = 0, 0, 0
     ctx = mp.get_context("spawn")
