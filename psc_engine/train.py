@@ -138,7 +138,7 @@ def train(args, out=sys.stderr):
             save_checkpoint(ckpt_path, net, opt, sched, step, info)
             write_log(log_path, rows)
             save_weights(net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
-                         size=args.size, data=f"{len(data)} train-layout samples from {', '.join(info['data'])}",
+                         size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
                          init=info.get("init"))
             from .draw import loss_plot
@@ -174,6 +174,12 @@ def train(args, out=sys.stderr):
         if now - last_ckpt > args.checkpoint_minutes * 60 or step == args.steps:
             checkpoint()
             last_ckpt = now
+            grown = TrainSet(args.data_dir)  # the data generator may have finished more samples meanwhile
+            if len(grown) != len(data):
+                data = grown
+                info["samples"] = len(data)
+                if rank == 0 and not args.quiet:
+                    print(f"\n{args.model}: data now {len(data)} samples", file=out)
         if deadline and now > deadline:
             break
     if step != int(info.get("steps", -1)):
