@@ -144,10 +144,10 @@ def cmd_bench(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.weights:
-        pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=args.half)
+        pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=args.half, compile=args.compile)
     else:  # speed does not depend on the weights' values: random nets of the chosen width
         nets = [build_net(name, {"base": args.base}) for name in NETS]
-        pipe = Pipeline(*nets, device=args.device, half=args.half)
+        pipe = Pipeline(*nets, device=args.device, half=args.half, compile=args.compile)
     default = "1,4,16,64,256" if pipe.device.type == "cuda" else "1,4,16,64"
     sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
     result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds)
@@ -248,7 +248,8 @@ def build_parser():
     b.add_argument("--weights", default=None, help="time these weights (default: random nets of --base width)")
     b.add_argument("--base", type=int, default=16)
     b.add_argument("--device", default="auto")
-    b.add_argument("--half", action="store_true")
+    b.add_argument("--half", action="store_true", help="float16 autocast on CUDA")
+    b.add_argument("--compile", action="store_true", help="torch.compile the per-frame decoders (compile time reported apart)")
     b.add_argument("--batch_sizes", default=None, help="default: 1,4,16,64 (and 256 on CUDA)")
     b.add_argument("--frames", type=int, default=None, help="frames per timed run (default: largest batch)")
     b.add_argument("--seed_frames", type=int, default=8)

@@ -83,14 +83,21 @@ def is_out_of_memory(error):
 
 
 class Pipeline:
-    def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None):
+    def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None, compile=False):
         self.device = pick_device(device)
         self.pm, self.aa, self.ct = (net.to(self.device, memory_format=CL).eval() for net in (pm, aa, ct))
         self.half = bool(half) and self.device.type == "cuda"
         self.cards = cards or {}
+        self.decoders = (self.aa.decode, self.ct.decode)
+        self.compiled = False
+        if compile:
+            # The per-frame decoders, compiled for each batch shape seen (the first batch pays the
+            # compile); if compiling fails, render() falls back to eager and says so.
+            self.decoders = (torch.compile(self.aa.decode, dynamic=False), torch.compile(self.ct.decode, dynamic=False))
+            self.compiled = True
 
     @classmethod
-    def from_pretrained(cls, path=None, device="auto", half=False):
+    def from_pretrained(cls, path=None, device="auto", half=False, compile=False):
         """Load PM, AA and CT from `path` (default: see default_weights_dir), each checked against its card."""
         path = Path(path) if path is not None else default_weights_dir()
         if not path.is_dir():
@@ -99,7 +106,7 @@ class Pipeline:
         nets, cards = {}, {}
         for name in ("pm", "aa", "ct"):
             nets[name], cards[name] = load_weights(path, name, device=dev)
-        return cls(nets["pm"], nets["aa"], nets["ct"], device=dev, half=half, cards=cards)
+        return cls(nets["pm"], nets["aa"], nets["ct"], device=dev, half=half, cards=cards, compile=compile)
 
     @property
     def placeholder(self):
@@ -144,14 +151,25 @@ class Pipeline:
         uint8 tensors on the device. Given target_parsings (B, 256, 256), CT uses them instead of AA's
         (evaluation with the true shape)."""
         maps = maps_for(target_poses, self.device)
-        with self._autocast():
-            if target_parsings is None:
-                labels = self.aa.decode(reference["aa"], maps).argmax(1)  # (B, H, W)
-            else:
-                labels = torch.as_tensor(target_parsings, device=self.device).long()
-            image = self.ct.decode(reference["ct"], to_onehot(labels), maps)["image"]
+        try:
+            labels, image = self._decode(reference, maps, target_parsings)
+        except Exception as e:  # noqa: BLE001 -- only a compiled decoder's failure is caught here
+            if not self.compiled or is_out_of_memory(e):
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}); running eager")
+            self.decoders, self.compiled = (self.aa.decode, self.ct.decode), False
+            labels, image = self._decode(reference, maps, target_parsings)
         image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, labels.to(torch.uint8)
+
+    def _decode(self, reference, maps, target_parsings=None):
+        aa_decode, ct_decode = self.decoders
+        with self._autocast():
+            if target_parsings is None:
+                labels = aa_decode(reference["aa"], maps).argmax(1)  # (B, H, W)
+            else:
+                labels = torch.as_tensor(target_parsings, device=self.device).long()
+            return labels, ct_decode(reference["ct"], to_onehot(labels), maps)["image"]
 
     def stream(self, image, parsing, pose, target_poses, batch_size=8, on_warning=None):
         """Yield Frames chunks of at most batch_size frames; memory stays flat in the number of frames.

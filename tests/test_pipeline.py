@@ -162,3 +162,19 @@ def test_memory_is_flat_in_the_number_of_frames(tiny_weights, tmp_path):
         peaks.append(int(r.stdout.split("RSS")[-1]) / 1024)
     assert len(list((tmp_path / "o160").glob("frame_*.png"))) == 160
     assert peaks[1] - peaks[0] < 60, peaks
+
+
+def test_compile_failure_falls_back_to_eager(tiny_weights, monkeypatch):
+    import torch
+
+    def broken_compile(fn, **kw):
+        def run(*a, **k):
+            raise RuntimeError("inductor: no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    pipe = Pipeline.from_pretrained(tiny_weights, device="cpu", compile=True)
+    image, parsing, pose, targets = example_inputs(2)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        frames = pipe.transfer(image, parsing, pose, targets)
+    assert frames.images.shape == (2, 256, 256, 3) and not pipe.compiled
