@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .augment import affine_poses, apply_affine, flip_batch, flip_poses, jitter_garments, random_affines
 from .data import REFERENCE_VIEWS, RING, VIEWS
+from .layers import subsample_labels
 from .poses import pose_maps
 
 
@@ -65,8 +66,7 @@ def pair_batch(data, rng, batch, size, augment=True):
         images = jitter_garments(images, labels, angles)
     if size != images.shape[-1]:
         images = F.interpolate(images, size=(size, size), mode="area")
-        step = labels.shape[-1] // size
-        labels = labels[:, step // 2::step, step // 2::step]
+        labels = subsample_labels(labels, size)
     maps = pose_maps(poses, size=size)
     onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
     src, tgt = slice(0, batch), slice(batch, 2 * batch)

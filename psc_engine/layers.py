@@ -120,3 +120,10 @@ def resize_flow(flow, size):
 def pixels_to_flow(dx, dy, size=256):
     """A shift in pixels of the 256 frame -> normalised flow units."""
     return 2.0 * dx / size, 2.0 * dy / size
+
+
+def subsample_labels(labels, size):
+    """(B, H, W) class labels -> (B, size, size) by taking the centre pixel of each block: hard
+    labels at a lower resolution, the same way for training and for inference."""
+    step = labels.shape[-1] // size
+    return labels[..., step // 2::step, step // 2::step] if step > 1 else labels

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .errors import PSCError
 from .images import NUM_CLASSES, check_image, check_parsing, require_person
+from .layers import subsample_labels
 from .poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import load_weights
 
@@ -73,9 +74,20 @@ def to_onehot(labels, device=None):
     return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
 
 
-def maps_for(poses, device):
-    """(B, 18, 2) poses -> (B, 18, 256, 256) pose maps on the device, channels-last."""
-    return pose_maps(poses).to(device).contiguous(memory_format=CL)
+def maps_for(poses, device, size=256):
+    """(B, 18, 2) poses (256-frame pixels) -> (B, 18, size, size) pose maps on the device, channels-last."""
+    return pose_maps(poses, size=size).to(device).contiguous(memory_format=CL)
+
+
+def net_size(cards, names):
+    """The resolution the nets were trained at (their cards' "size"; 256 if not given). The
+    chain runs at that size and its outputs are up-sampled to 256, so a first-stage 128x128
+    checkpoint is used as it was trained, not at a scale it never saw."""
+    sizes = {int(cards.get(n, {}).get("size") or 256) for n in names}
+    if len(sizes) > 1:
+        raise PSCError(f"the {' and '.join(names)} weights were trained at different sizes {sorted(sizes)}; "
+                       "use a matching pair")
+    return sizes.pop()
 
 
 def is_out_of_memory(error):
@@ -88,6 +100,8 @@ class Pipeline:
         self.pm, self.aa, self.ct = (net.to(self.device, memory_format=CL).eval() for net in (pm, aa, ct))
         self.half = bool(half) and self.device.type == "cuda"
         self.cards = cards or {}
+        self.size = net_size(self.cards, ("aa", "ct"))  # AA and CT work at this resolution
+        self.pm_size = net_size(self.cards, ("pm",))
         self.decoders = (self.aa.decode, self.ct.decode)
         self.compiled = False
         if compile:
@@ -123,8 +137,8 @@ class Pipeline:
         ts = np.atleast_1d(np.asarray(ts, dtype=np.float32))
         if not np.all((ts >= 0) & (ts <= 1)):
             raise PSCError("interpolate: every t must lie in [0, 1]")
-        maps0 = maps_for(p0[None], self.device)  # (1, 18, H, W)
-        maps1 = maps_for(p1[None], self.device)
+        maps0 = maps_for(p0[None], self.device, self.pm_size)  # (1, 18, H, W)
+        maps1 = maps_for(p1[None], self.device, self.pm_size)
         out = []
         for i in range(0, len(ts), batch_size):
             t = torch.from_numpy(ts[i:i + batch_size]).to(self.device)
@@ -140,8 +154,10 @@ class Pipeline:
         parsing = require_person(check_parsing(parsing))
         pose = require_joints(as_pose_array(pose, "pose"))
         img = to_tensor_image(image, self.device)
-        onehot = to_onehot(parsing[None], self.device)
-        maps = maps_for(pose[None], self.device)
+        onehot = to_onehot(subsample_labels(torch.from_numpy(parsing[None]), self.size), self.device)
+        if self.size != 256:  # as in training: the image area-averaged, the labels subsampled
+            img = F.interpolate(img, size=(self.size, self.size), mode="area").contiguous(memory_format=CL)
+        maps = maps_for(pose[None], self.device, self.size)
         with self._autocast():
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}
 
@@ -150,7 +166,7 @@ class Pipeline:
         """One batch: reference features and (B, 18, 2) poses -> (images (B,256,256,3), parsings (B,256,256))
         uint8 tensors on the device. Given target_parsings (B, 256, 256), CT uses them instead of AA's
         (evaluation with the true shape)."""
-        maps = maps_for(target_poses, self.device)
+        maps = maps_for(target_poses, self.device, self.size)
         try:
             labels, image = self._decode(reference, maps, target_parsings)
         except Exception as e:  # noqa: BLE001 -- only a compiled decoder's failure is caught here
@@ -163,13 +179,24 @@ class Pipeline:
         return image, labels.to(torch.uint8)
 
     def _decode(self, reference, maps, target_parsings=None):
+        """AA then CT at self.size; returns labels (B, 256, 256) and image (B, 3, 256, 256)."""
         aa_decode, ct_decode = self.decoders
+        full = (256, 256)
         with self._autocast():
             if target_parsings is None:
-                labels = aa_decode(reference["aa"], maps).argmax(1)  # (B, H, W)
+                logits = aa_decode(reference["aa"], maps)  # (B, 7, size, size)
+                labels = logits.argmax(1)
+                if self.size != 256:  # smooth class edges: up-sample the scores, not the labels
+                    labels_full = F.interpolate(logits.float(), size=full, mode="bilinear", align_corners=False).argmax(1)
+                else:
+                    labels_full = labels
             else:
-                labels = torch.as_tensor(target_parsings, device=self.device).long()
-            return labels, ct_decode(reference["ct"], to_onehot(labels), maps)["image"]
+                labels_full = torch.as_tensor(target_parsings, device=self.device).long()
+                labels = subsample_labels(labels_full, self.size)
+            image = ct_decode(reference["ct"], to_onehot(labels), maps)["image"]
+            if self.size != 256:
+                image = F.interpolate(image.float(), size=full, mode="bicubic", align_corners=False)
+            return labels_full, image
 
     def stream(self, image, parsing, pose, target_poses, batch_size=8, on_warning=None):
         """Yield Frames chunks of at most batch_size frames; memory stays flat in the number of frames.

@@ -178,3 +178,26 @@ def test_compile_failure_falls_back_to_eager(tiny_weights, monkeypatch):
     with pytest.warns(UserWarning, match="torch.compile failed"):
         frames = pipe.transfer(image, parsing, pose, targets)
     assert frames.images.shape == (2, 256, 256, 3) and not pipe.compiled
+
+
+def test_first_stage_weights_run_at_their_training_size(tmp_path):
+    """Weights whose cards say size 128 run at 128 and come back up-sampled to 256x256."""
+    import json
+
+    from psc_engine.weights import make_placeholder
+    make_placeholder(tmp_path, base=4)
+    for name in ("pm", "aa", "ct"):
+        card = json.loads((tmp_path / f"{name}.json").read_text())
+        card["size"] = 128
+        (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    pipe = Pipeline.from_pretrained(tmp_path, device="cpu")
+    assert pipe.size == 128
+    image, parsing, pose, targets = example_inputs(3)
+    frames = pipe.transfer(image, parsing, pose, targets, batch_size=2)
+    assert frames.images.shape == (3, 256, 256, 3) and frames.parsings.shape == (3, 256, 256)
+    assert pipe.interpolate(pose, targets[1], [0.5]).shape == (1, 18, 2)
+    card = json.loads((tmp_path / "ct.json").read_text())
+    card["size"] = 256
+    (tmp_path / "ct.json").write_text(json.dumps(card))
+    with pytest.raises(PSCError, match="different sizes"):
+        Pipeline.from_pretrained(tmp_path, device="cpu")
