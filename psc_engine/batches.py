@@ -37,6 +37,7 @@ def pm_batch(data, rng, batch, size, augment=True):
     maps = pose_maps(poses.reshape(-1, 18, 2), size=size).reshape(batch, 4, 18, size, size)
     ok = ~torch.isnan(poses).any(-1).any(1)  # (B, 18) joints present in all four poses
     return {"maps_a": maps[:, 0], "maps_b": maps[:, 1], "target1": maps[:, 2], "target2": maps[:, 3],
+            "pose_a": poses[:, 0], "pose_b": poses[:, 1],
             "t1": torch.tensor(t1, dtype=torch.float32), "t2": torch.tensor(t2, dtype=torch.float32), "joints_ok": ok}
 
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from .ct_net import sobel_magnitude
 from .layers import resize_flow, warp
 from .metrics import ssim
-from .poses import NUM_JOINTS
+from .pm_net import line_poses
+from .poses import NUM_JOINTS, pose_maps
 
 # Class weights for AA's cross-entropy: face, hair and skin are small regions and matter to people.
 AA_CLASS_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 1.0, 1.0, 1.5)
@@ -29,7 +30,7 @@ def soft_argmax(maps, temperature=0.05):
     return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1)
 
 
-def pm_losses(pm, maps_a, maps_b, t1, t2, target1, target2, joints_ok):
+def pm_losses(pm, maps_a, maps_b, t1, t2, target1, target2, joints_ok, pose_a, pose_b):
     """PM-Net on a transition with its two true in-between poses (t1 < t2 not required).
 
     - L1 and L2 to the true in-between maps, joints up-weighted (most pixels are zero);
@@ -41,7 +42,9 @@ def pm_losses(pm, maps_a, maps_b, t1, t2, target1, target2, joints_ok):
     dt = 0.02
     b = len(t1)
     # One forward over [t1, t2, t1 + dt] (B each): one call also keeps DistributedDataParallel happy.
-    outs = pm(maps_a.repeat(3, 1, 1, 1), maps_b.repeat(3, 1, 1, 1), torch.cat([t1, t2, (t1 + dt).clamp(max=1)]))
+    ts3 = torch.cat([t1, t2, (t1 + dt).clamp(max=1)])
+    line = pose_maps(line_poses(pose_a.repeat(3, 1, 1), pose_b.repeat(3, 1, 1), ts3).cpu(), size=maps_a.shape[-1])
+    outs = pm(maps_a.repeat(3, 1, 1, 1), maps_b.repeat(3, 1, 1, 1), ts3, line.to(maps_a))
     out1, out2, out_eps = outs[:b], outs[b:2 * b], outs[2 * b:]
     weight = lambda tgt: 1 + 20 * tgt
     fit = sum(((o - tg).abs() * weight(tg)).mean() + (((o - tg) ** 2) * weight(tg)).mean()

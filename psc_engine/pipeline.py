@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .errors import PSCError
 from .images import NUM_CLASSES, check_image, check_parsing, require_person
 from .layers import subsample_labels
+from .pm_net import line_poses
 from .poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import load_weights
 
@@ -141,9 +142,12 @@ class Pipeline:
         maps1 = maps_for(p1[None], self.device, self.pm_size)
         out = []
         for i in range(0, len(ts), batch_size):
-            t = torch.from_numpy(ts[i:i + batch_size]).to(self.device)
+            t_np = ts[i:i + batch_size]
+            line = maps_for(line_poses(torch.from_numpy(p0)[None], torch.from_numpy(p1)[None], torch.from_numpy(t_np)),
+                            self.device, self.pm_size)
+            t = torch.from_numpy(t_np).to(self.device)
             with self._autocast():
-                maps = self.pm(maps0.expand(len(t), -1, -1, -1), maps1.expand(len(t), -1, -1, -1), t)
+                maps = self.pm(maps0.expand(len(t), -1, -1, -1), maps1.expand(len(t), -1, -1, -1), t, line)
             out.append(decode_pose_maps(maps.float().cpu()))
         return np.concatenate(out) if out else np.zeros((0, 18, 2), np.float32)
 

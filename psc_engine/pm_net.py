@@ -25,9 +25,12 @@ class PMNet(nn.Module):
         )
         self.ups = nn.ModuleList(Up(w[l + 1], w[l], w[l]) for l in reversed(range(LEVELS)))
         self.head = nn.Conv2d(w[0], NUM_JOINTS, 3, 1, 1)
+        nn.init.normal_(self.head.weight, std=1e-3)  # near zero: starts at the line, gradients still flow
+        nn.init.zeros_(self.head.bias)
 
-    def forward(self, maps_a, maps_b, t):
-        """maps_a, maps_b: (B, 18, 256, 256); t: (B,) -> (B, 18, 256, 256) maps in [0, 1]."""
+    def forward(self, maps_a, maps_b, t, line_maps):
+        """maps_a, maps_b: (B, 18, H, W) reference maps; t: (B,); line_maps: (B, 18, H, W) maps of
+        the straight-line pose at t -> (B, 18, H, W) maps in [0, 1]."""
         t = t.to(maps_a.dtype).view(-1, 1, 1, 1)
         fa, fb = self.encoder(maps_a), self.encoder(maps_b)
         mix = [(1 - t) * a + t * b for a, b in zip(fa, fb)]
@@ -38,4 +41,11 @@ class PMNet(nn.Module):
         x = m
         for up, level in zip(self.ups, reversed(range(LEVELS))):
             x = up(x, mix[level])
-        return torch.sigmoid(self.head(x))
+        return torch.sigmoid(torch.logit(line_maps.clamp(1e-4, 1 - 1e-4)) + self.head(x))
+
+
+def line_poses(pose_a, pose_b, t):
+    """The straight-line pose (1 - t) P_a + t P_b: (B, 18, 2) x2 and (B,) -> (B, 18, 2); a joint
+    missing in either reference is missing (NaN propagates)."""
+    t = t.reshape(-1, 1, 1)
+    return (1 - t) * pose_a + t * pose_b

@@ -43,7 +43,7 @@ def step_loss(kind, net, batch, probe):
         from .losses import pm_losses
 
         return pm_losses(net, batch["maps_a"], batch["maps_b"], batch["t1"], batch["t2"],
-                         batch["target1"], batch["target2"], batch["joints_ok"])
+                         batch["target1"], batch["target2"], batch["joints_ok"], batch["pose_a"], batch["pose_b"])
     if kind == "aa":
         return aa_losses(net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]), batch["tgt_labels"])
     if kind == "pose":

@@ -32,10 +32,24 @@ def assert_all_grads(net):
 def test_pm_shapes_and_gradients():
     net = PMNet(base=4)
     maps, _, _ = inputs()
-    out = net(maps, maps.flip(0), torch.tensor([0.3, 0.7]))
+    out = net(maps, maps.flip(0), torch.tensor([0.3, 0.7]), maps)
     assert out.shape == (2, 18, 256, 256) and 0 <= float(out.detach().min()) and float(out.detach().max()) <= 1
     out.mean().backward()
     assert_all_grads(net)
+
+
+def test_untrained_pm_gives_the_straight_line():
+    """PM-Net corrects the straight line: with its last layer at zero it returns the line's maps."""
+    from psc_engine.pm_net import line_poses
+    from psc_engine.poses import decode_pose_maps
+
+    rng = np.random.default_rng(3)
+    a, b = (torch.from_numpy(rng.uniform(30, 220, (1, 18, 2)).astype(np.float32)) for _ in range(2))
+    t = torch.tensor([0.3])
+    line = line_poses(a, b, t)
+    with torch.no_grad():
+        out = PMNet(base=4)(pose_maps(a), pose_maps(b), t, pose_maps(line))
+    np.testing.assert_allclose(decode_pose_maps(out), line.numpy(), atol=0.05)
 
 
 def test_aa_shapes_gradients_and_source_broadcast():
