@@ -21,7 +21,7 @@ from PIL import Image
 
 from .errors import PSCError
 from .images import check_parsing
-from .poses import _parse_rows
+from .poses import parse_pose_csv
 
 REFERENCE_VIEWS = ("front", "left", "back", "right")
 VIEWS = REFERENCE_VIEWS + ("mid0", "mid1", "mid2", "mid3")
@@ -51,11 +51,11 @@ class Sample:
 
 
 def _decode_csv(data, name):
-    rows = _parse_rows(data.decode("utf-8"), name)
-    arr = np.asarray(rows, np.float32).reshape(-1, 2, 19)  # (P, xy, 1 + 18)
-    poses = arr[:, :, 1:].transpose(0, 2, 1).copy()  # (P, 18, 2)
-    poses[(poses == -1).any(-1)] = np.nan
-    return arr[:, 0, 0], poses
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PSCError("not a text CSV file", name) from None
+    return parse_pose_csv(text, name)
 
 
 def _decode_image(data, name, mode):

@@ -76,6 +76,11 @@ def read_pose_csv(path):
         raise PSCError("file not found", path) from None
     except UnicodeDecodeError:
         raise PSCError("not a text CSV file", path) from None
+    return parse_pose_csv(text, path)
+
+
+def parse_pose_csv(text, path):
+    """Pose CSV text -> (ts (P,), poses (P, 18, 2) float32, NaN = missing); `path` names it in errors."""
     rows = _parse_rows(text, path)
     if not rows:
         raise PSCError("no poses in file (empty CSV)", path)
