@@ -29,6 +29,13 @@ def flip_batch(images, parsings, poses):
     return images.flip(-1), parsings.flip(-1), flip_poses(poses)
 
 
+def flip_some(flip, images, parsings, poses):
+    """Mirror the items where the (B,) bool mask `flip` is set; the others stay as they are."""
+    f = flip_batch(images, parsings, poses)
+    return (torch.where(flip[:, None, None, None], f[0], images), torch.where(flip[:, None, None], f[1], parsings),
+            torch.where(flip[:, None, None], f[2], poses))
+
+
 def random_affines(rng, n, scale=0.08, shift=12.0):
     """n (scale, dx, dy): scale in [1 - scale, 1 + scale] about the centre, shift in pixels."""
     return np.stack([1 + rng.uniform(-scale, scale, n), rng.uniform(-shift, shift, n), rng.uniform(-shift, shift, n)], 1)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import affine_poses, apply_affine, flip_batch, flip_poses, jitter_garments, random_affines
+from .augment import affine_poses, apply_affine, flip_poses, flip_some, jitter_garments, random_affines
 from .data import REFERENCE_VIEWS, RING, VIEWS
 from .layers import subsample_labels
 from .poses import pose_maps
@@ -58,10 +58,7 @@ def pair_batch(data, rng, batch, size, augment=True):
     poses = torch.cat([cols[2], cols[5]])  # (2B, 18, 2)
     if augment:
         flip = torch.from_numpy(np.tile(rng.random(batch) < 0.5, 2))  # source and target flip together
-        f = flip_batch(images, labels, poses)
-        images = torch.where(flip[:, None, None, None], f[0], images)
-        labels = torch.where(flip[:, None, None], f[1], labels)
-        poses = torch.where(flip[:, None, None], f[2], poses)
+        images, labels, poses = flip_some(flip, images, labels, poses)
         images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, 2 * batch))
         angles = np.tile(np.where(rng.random(batch) < 0.7, rng.uniform(-np.pi, np.pi, batch), 0.0), 2)
         images = jitter_garments(images, labels, angles)
@@ -85,11 +82,7 @@ def photo_batch(data, rng, batch, size=256, augment=True):
     labels = torch.from_numpy(np.stack([it[1] for it in items])).long()
     poses = torch.from_numpy(np.stack([it[2] for it in items]))
     if augment:
-        flip = torch.from_numpy(rng.random(batch) < 0.5)
-        f = flip_batch(images, labels, poses)
-        images = torch.where(flip[:, None, None, None], f[0], images)
-        labels = torch.where(flip[:, None, None], f[1], labels)
-        poses = torch.where(flip[:, None, None], f[2], poses)
+        images, labels, poses = flip_some(torch.from_numpy(rng.random(batch) < 0.5), images, labels, poses)
         images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, batch, scale=0.15, shift=20))
         images = jitter_garments(images, labels, rng.uniform(-np.pi, np.pi, batch))
         gain = torch.from_numpy(rng.uniform(0.8, 1.2, (batch, 3, 1, 1))).float()  # lighting colour and level

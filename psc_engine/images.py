@@ -24,7 +24,8 @@ PALETTE = np.array(
 )
 
 
-def _open(path):
+def open_image(path, size=(SIZE, SIZE)):
+    """Open and decode an image, or raise PSCError naming the file; size=None accepts any size."""
     path = Path(path)
     if not path.is_file():
         raise PSCError("file not found", path)
@@ -36,14 +37,18 @@ def _open(path):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
         raise PSCError(f"not a readable image ({type(e).__name__})", path) from None
-    if img.size != (SIZE, SIZE):
+    if size is not None and img.size != size:
         raise PSCError(f"image is {img.size[0]}x{img.size[1]}, expected {SIZE}x{SIZE}", path)
     return img
 
 
 def read_image(path):
     """A 256x256 photo (JPEG/PNG, any mode: grey, RGBA, 16-bit, CMYK) -> (256, 256, 3) uint8 RGB."""
-    img = _open(path)
+    return to_rgb(open_image(path))
+
+
+def to_rgb(img):
+    """A PIL image of any mode -> (H, W, 3) uint8 RGB: 16-bit scaled to 8, alpha over white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         img = Image.fromarray((arr / max(arr.max(), 1) * 255).round().astype(np.uint8))
@@ -56,7 +61,7 @@ def read_image(path):
 
 def read_parsing(path):
     """A parsing PNG -> (256, 256) uint8 class ids 0..6, from the red channel (or the only channel)."""
-    img = _open(path)
+    img = open_image(path)
     if img.mode == "P":
         # A palette PNG stores class ids as palette indices.
         arr = np.asarray(img, dtype=np.uint8)

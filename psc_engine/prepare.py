@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from .draw import draw_skeleton
 from .errors import PSCError
-from .images import colorize_parsing
+from .images import colorize_parsing, open_image, to_rgb
 from .pipeline import default_weights_dir, pick_device, to_tensor_image
 from .weights import load_weights
 
@@ -24,21 +24,7 @@ PERSON_HEIGHT = 0.85  # of the frame, as in the training data
 
 def open_photo(path):
     """Any-size photo (any mode, EXIF orientation applied) -> (H, W, 3) uint8."""
-    path = Path(path)
-    if not path.is_file():
-        raise PSCError("file not found", path)
-    try:
-        img = Image.open(path)
-        img.load()
-    except Exception as e:
-        raise PSCError(f"not a readable image ({type(e).__name__})", path) from None
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
-    elif img.mode.startswith("I"):
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return to_rgb(ImageOps.exif_transpose(open_image(path, size=None)))
 
 
 def square_window(image, cx, cy, side):
