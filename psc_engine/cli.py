@@ -176,7 +176,6 @@ def cmd_evaluate(args):
 
 def cmd_prepare(args):
     from .images import write_png
-    from .outputs import OutputDir
     from .poses import format_pose_csv
     from .prepare import PhotoPreparer, open_photo, overlay
 

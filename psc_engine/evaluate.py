@@ -21,7 +21,7 @@ from PIL import Image
 
 from .baselines import piecewise_affine_warp
 from .data import REFERENCE_VIEWS, RING, VIEWS, TrainSet
-from .images import atomic_write_bytes, colorize_parsing, write_png
+from .images import atomic_write_bytes, write_png
 from .metrics import confusion, masked_l1, miou, psnr, ssim
 
 METHODS = ("ours", "ours_true_parsing", "copy", "affine")
