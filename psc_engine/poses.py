@@ -50,9 +50,14 @@ def as_pose_array(pose, name="pose"):
 
 
 def _parse_rows(text, path):
-    """CSV text -> list of float rows; blank lines skipped, BOM and CRLF tolerated."""
+    """CSV text -> list of float rows; blank lines skipped, BOM and CRLF (or bare CR) tolerated."""
     rows = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), 1):
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        parsed = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise PSCError(f"not a readable CSV ({e})", path) from None
+    for lineno, row in enumerate(parsed, 1):
         if not row or all(not v.strip() for v in row):
             continue
         if len(row) != NUM_JOINTS + 1:

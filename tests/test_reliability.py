@@ -304,3 +304,13 @@ def test_killed_engine_leaves_only_complete_frames(tiny_weights, tmp_path):
     assert 3 <= len(frames) < 40
     for f in frames:
         Image.open(f).load()
+
+
+def test_csv_with_bare_carriage_returns(tmp_path):
+    """Old Mac line endings (found by the fuzz test): read like any other line break."""
+    p = tmp_path / "mac.csv"
+    p.write_bytes((",".join(["0"] * 19) + "\r" + ",".join(["0"] * 19) + "\r").encode())
+    assert read_pose_csv(p)[1].shape == (1, 18, 2)
+    p.write_bytes(b'0,"1\r\n2",3\n')  # a quoted field spanning lines: still one clean error
+    with pytest.raises(PSCError):
+        read_pose_csv(p)
