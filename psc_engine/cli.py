@@ -4,7 +4,8 @@
   animate   one frame per target pose (what the Blender add-on runs)
   bench     frames per second of the AA + CT chain, batched vs the seed-style loop
   train     train PM, AA or CT on the train layout
-  evaluate  SSIM / PSNR / mIoU / PM joint error on a train-layout folder, with baselines
+  evaluate  SSIM / PSNR / mIoU / PM joint error on a train-layout folder, with baselines;
+            PCK and parser mIoU of the photo nets
   prepare   a plain photo -> I0, S0, P0 (the photo nets find, frame, parse and pose the person)
   init-weights  write untrained placeholder checkpoints
 
@@ -164,13 +165,22 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .evaluate import evaluate, format_table, write_report
+    from .prepare import PhotoPreparer
 
-    pipe = _pipeline(args)
-    report, sheet = evaluate(pipe, args.data_dir, limit=args.limit, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+    pipe = _pipeline(args) if "psc" in args.parts else None
+    prep = PhotoPreparer.from_pretrained(args.weights, args.device) if "photo" in args.parts else None
+    if prep is not None and prep.placeholder:
+        print("psc: warning: the photo nets are untrained placeholders", file=sys.stderr)
+    report, sheets = evaluate(pipe, args.data_dir, limit=args.limit, prep=prep,
+                              log=lambda *a, **k: print(*a, **k, file=sys.stderr))
     print(format_table(report))
-    write_report(report, sheet, args.report_dir)
-    print(f"report: {args.report_dir}/report.json, {args.report_dir}/contact_sheet.png "
-          "(columns: input, truth, ours, ours with true S_t, copy, affine warp)")
+    write_report(report, sheets, args.report_dir)
+    written = [f"{args.report_dir}/report.json"]
+    if sheets["contact_sheet"] is not None:
+        written.append(f"{args.report_dir}/contact_sheet.png (columns: input, truth, ours, ours with true S_t, copy, affine warp)")
+    if sheets["photo_sheet"] is not None:
+        written.append(f"{args.report_dir}/photo_sheet.png (columns: photo, true parsing and pose, the photo nets' guess)")
+    print("report: " + "; ".join(written))
     return 0
 
 
@@ -280,6 +290,8 @@ def build_parser():
     ev.add_argument("--data_dir", required=True, action="append", help="train-layout folder or folder of .tar shards")
     ev.add_argument("--report_dir", default="evaluation", help="where report.json, table.txt, contact_sheet.png go")
     ev.add_argument("--limit", type=int, default=None, help="at most this many samples")
+    ev.add_argument("--parts", nargs="+", choices=("psc", "photo"), default=["psc", "photo"],
+                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU)")
     common(ev)
     ev.set_defaults(fn=cmd_evaluate)
 

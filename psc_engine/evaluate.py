@@ -10,6 +10,11 @@ Metrics per method: SSIM and PSNR over the whole frame and within the person (th
 non-background pixels), L1 within the clothing (classes 4, 5; pixel values in [0, 1]), and AA's
 parsing mIoU. PM is scored on each transition's true in-between poses: mean joint distance in
 pixels, against straight-line interpolation between the two references.
+
+The photo nets (`prepare`'s keypoint net and parser) are scored on every view of every sample,
+through the same PhotoPreparer calls `prepare` makes: PCK at 0.05 and 0.1 of the image size
+(12.8 and 25.6 px at 256) over the joints the truth has, visibility accuracy (does the net report
+a joint exactly when the truth has it), and the parser's mIoU with its per-class IoU.
 """
 import json
 import time
@@ -22,9 +27,12 @@ from PIL import Image
 from .baselines import piecewise_affine_warp
 from .data import REFERENCE_VIEWS, RING, VIEWS, TrainSet
 from .images import atomic_write_bytes, write_png
-from .metrics import confusion, masked_l1, miou, psnr, ssim
+from .prepare import overlay
+from .images import CLASS_NAMES
+from .metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
 
 METHODS = ("ours", "ours_true_parsing", "copy", "affine")
+PCK_FRACTIONS = (0.05, 0.1)
 
 
 def pairs():
@@ -72,21 +80,56 @@ def contact_row(src, truth, outs, size=128):
     return np.concatenate([np.asarray(Image.fromarray(t).resize((size, size), Image.BILINEAR)) for t in tiles], 1)
 
 
-def evaluate(pipe, data_dir, limit=None, sheet_rows=12, log=print):
+def evaluate_photo_nets(prep, images, parsings, poses, tally):
+    """Score the keypoint net and the parser on a sample's views, adding to `tally`."""
+    pred_parsing = prep.parse_batch(images)
+    pred_poses = prep.pose_batch(images)
+    tally["conf"] += confusion(torch.from_numpy(pred_parsing), torch.from_numpy(parsings))
+    for f in PCK_FRACTIONS:
+        ok, total = pck(pred_poses, poses, f * images.shape[2])
+        tally[f"pck@{f}"] += ok
+    tally["joints"] += total
+    tally["visibility_ok"] += int((np.isnan(pred_poses).any(-1) == np.isnan(poses).any(-1)).sum())
+    tally["joint_slots"] += poses.shape[0] * poses.shape[1]
+    return pred_parsing, pred_poses
+
+
+def photo_report(tally):
+    iou = iou_per_class(tally["conf"])
+    return {**{f"pck@{f}": tally[f"pck@{f}"] / max(tally["joints"], 1) for f in PCK_FRACTIONS},
+            "visibility_accuracy": tally["visibility_ok"] / max(tally["joint_slots"], 1),
+            "joints": tally["joints"], "miou": miou(tally["conf"]),
+            "iou": {name: float(v) for name, v in zip(CLASS_NAMES, iou.tolist())}}
+
+
+def evaluate(pipe=None, data_dir=None, limit=None, sheet_rows=12, log=print, prep=None):
+    """Score the PSC chain (`pipe`) and/or the photo nets (`prep`, a PhotoPreparer) on a
+    train-layout folder. Returns (report dict, contact sheet (H, W, 3) uint8 or None)."""
     data = TrainSet(data_dir)
     n = min(len(data), limit) if limit else len(data)
     sums = {m: {} for m in METHODS}
     counts = {m: 0 for m in METHODS}
     conf = torch.zeros(7, 7, dtype=torch.long)
-    pm_err, line_err, sheet = [], [], []
+    photo = {"conf": torch.zeros(7, 7, dtype=torch.long), "joints": 0, "visibility_ok": 0, "joint_slots": 0,
+             **{f"pck@{f}": 0 for f in PCK_FRACTIONS}}
+    pm_err, line_err, sheet, photo_sheet = [], [], [], []
     start = time.perf_counter()
     for i in range(n):
         poses, ts, interp = data.poses(i)
+        images = {v: data.image(i, v) for v in VIEWS}
+        parsings = {v: data.parsing(i, v) for v in VIEWS}
+        if prep is not None:
+            pred_par, pred_pose = evaluate_photo_nets(prep, np.stack([images[v] for v in VIEWS]),
+                                                      np.stack([parsings[v] for v in VIEWS]), poses, photo)
+            if len(photo_sheet) < sheet_rows:
+                photo_sheet.append(np.concatenate([overlay(images["front"], parsings["front"], poses[0]),
+                                                   overlay(images["front"], pred_par[0], pred_pose[0])[:, 256:]], 1))
+        if pipe is None:
+            log(f"\revaluate {i + 1}/{n} samples ({(i + 1) / (time.perf_counter() - start):.2f}/s)", end="")
+            continue
         a, b = pm_errors(pipe, poses, ts, interp)
         pm_err += a
         line_err += b
-        images = {v: data.image(i, v) for v in VIEWS}
-        parsings = {v: data.parsing(i, v) for v in VIEWS}
         by_source = {}
         for s, t in pairs():
             by_source.setdefault(s, []).append(t)
@@ -108,32 +151,52 @@ def evaluate(pipe, data_dir, limit=None, sheet_rows=12, log=print):
                 sheet.append(contact_row(images[s], truth[0], [ours[0], ours_true[0], copy[0], affine[0]]))
         log(f"\revaluate {i + 1}/{n} samples ({(i + 1) / (time.perf_counter() - start):.2f}/s)", end="")
     log("")
-    report = {m: {k: v / counts[m] for k, v in sums[m].items()} for m in METHODS}
-    report["ours"]["miou"] = miou(conf)
-    report["pm"] = {"pm_joint_error_px": float(np.mean(pm_err)) if pm_err else float("nan"),
-                    "linear_joint_error_px": float(np.mean(line_err)) if line_err else float("nan")}
-    report["meta"] = {"samples": n, "pairs": counts["ours"], "data_dir": [str(d) for d in np.atleast_1d(data_dir)],
-                      "weights": {k: {kk: c.get(kk) for kk in ("steps", "placeholder", "data")} for k, c in pipe.cards.items()},
+    report = {}
+    cards = {}
+    if pipe is not None:
+        report = {m: {k: v / counts[m] for k, v in sums[m].items()} for m in METHODS}
+        report["ours"]["miou"] = miou(conf)
+        report["ours"]["iou"] = {name: float(v) for name, v in zip(CLASS_NAMES, iou_per_class(conf).tolist())}
+        report["pm"] = {"pm_joint_error_px": float(np.mean(pm_err)) if pm_err else float("nan"),
+                        "linear_joint_error_px": float(np.mean(line_err)) if line_err else float("nan")}
+        cards.update(pipe.cards)
+    if prep is not None:
+        report["photo"] = photo_report(photo)
+        cards.update(prep.cards)
+    report["meta"] = {"samples": n, "pairs": counts["ours"], "views": n * len(VIEWS) if prep is not None else 0,
+                      "data_dir": [str(d) for d in np.atleast_1d(data_dir)],
+                      "weights": {k: {kk: c.get(kk) for kk in ("steps", "placeholder", "data")} for k, c in cards.items()},
                       "seconds": round(time.perf_counter() - start, 1)}
-    return report, (np.concatenate(sheet, 0) if sheet else None)
+    sheets = {"contact_sheet": np.concatenate(sheet, 0) if sheet else None,
+              "photo_sheet": np.concatenate(photo_sheet, 0) if photo_sheet else None}
+    return report, sheets
 
 
 def format_table(report):
-    cols = ("ssim", "ssim_person", "psnr", "psnr_person", "l1_cloth")
-    lines = [f"{'method':<20}" + "".join(f"{c:>13}" for c in cols) + f"{'mIoU':>8}"]
-    for m in METHODS:
-        r = report[m]
-        lines.append(f"{m:<20}" + "".join(f"{r[c]:>13.4f}" for c in cols) + (f"{r['miou']:>8.4f}" if "miou" in r else f"{'':>8}"))
-    pm = report["pm"]
-    lines.append(f"PM joint error: {pm['pm_joint_error_px']:.2f} px (straight line: {pm['linear_joint_error_px']:.2f} px)")
-    lines.append(f"{report['meta']['samples']} samples, {report['meta']['pairs']} pairs")
+    lines = []
+    if "ours" in report:
+        cols = ("ssim", "ssim_person", "psnr", "psnr_person", "l1_cloth")
+        lines.append(f"{'method':<20}" + "".join(f"{c:>13}" for c in cols) + f"{'mIoU':>8}")
+        for m in METHODS:
+            r = report[m]
+            lines.append(f"{m:<20}" + "".join(f"{r[c]:>13.4f}" for c in cols) + (f"{r['miou']:>8.4f}" if "miou" in r else f"{'':>8}"))
+        pm = report["pm"]
+        lines.append(f"PM joint error: {pm['pm_joint_error_px']:.2f} px (straight line: {pm['linear_joint_error_px']:.2f} px)")
+        lines.append(f"{report['meta']['samples']} samples, {report['meta']['pairs']} pairs")
+    if "photo" in report:
+        ph = report["photo"]
+        lines.append(f"photo nets on {report['meta']['views']} views: keypoints PCK@0.05 {ph['pck@0.05']:.4f}, "
+                     f"PCK@0.1 {ph['pck@0.1']:.4f} ({ph['joints']} joints), visibility accuracy "
+                     f"{ph['visibility_accuracy']:.4f}; parser mIoU {ph['miou']:.4f}")
+        lines.append("  parser IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in ph["iou"].items()))
     return "\n".join(lines)
 
 
-def write_report(report, sheet, out_dir):
+def write_report(report, sheets, out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write_bytes(out_dir / "table.txt", (format_table(report) + "\n").encode())
-    if sheet is not None:
-        write_png(out_dir / "contact_sheet.png", sheet, compress_level=6)
+    for name, sheet in sheets.items():
+        if sheet is not None:
+            write_png(out_dir / f"{name}.png", sheet, compress_level=6)

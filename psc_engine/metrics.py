@@ -3,6 +3,7 @@
 SSIM follows Wang et al. 2004: an 11x11 Gaussian window (sigma 1.5), C1 = (0.01 L)^2,
 C2 = (0.03 L)^2, on each channel, averaged. Images are (B, C, H, W) floats with range L.
 """
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,10 +58,25 @@ def confusion(pred, truth, classes=7):
     return torch.bincount(idx, minlength=classes * classes).reshape(classes, classes)
 
 
-def miou(conf):
-    """Mean IoU over the classes present in the truth or the prediction."""
+def iou_per_class(conf):
+    """(classes, classes) confusion -> (classes,) IoU, NaN for a class neither side has."""
     conf = conf.double()
     inter = conf.diag()
     union = conf.sum(0) + conf.sum(1) - inter
-    present = union > 0
-    return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(inter, float("nan")))
+
+
+def miou(conf):
+    """Mean IoU over the classes present in the truth or the prediction."""
+    iou = iou_per_class(conf)
+    present = ~iou.isnan()
+    return float(iou[present].mean()) if present.any() else float("nan")
+
+
+def pck(pred, truth, threshold):
+    """Percentage of correct keypoints: of the joints the truth has (not NaN), the share the
+    prediction places within `threshold` pixels. A joint the prediction lost (NaN) counts as wrong.
+    (..., 2) arrays in pixels -> (correct, total) counts."""
+    seen = ~np.isnan(truth).any(-1)
+    d = np.linalg.norm(pred - truth, axis=-1)
+    return int((seen & (d <= threshold)).sum()), int(seen.sum())

@@ -59,13 +59,24 @@ class PhotoPreparer:
     def placeholder(self):
         return any(c.get("placeholder") for c in self.cards.values())
 
-    @torch.inference_mode()
-    def parse(self, image256):
-        return self.parser(to_tensor_image(image256, self.device)).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    def _batch(self, images):
+        """(B, 256, 256, 3) uint8 -> (B, 3, 256, 256) in [-1, 1] on the device."""
+        return torch.cat([to_tensor_image(im, self.device) for im in images])
 
     @torch.inference_mode()
+    def parse_batch(self, images):
+        """(B, 256, 256, 3) uint8 -> (B, 256, 256) uint8 class labels."""
+        return self.parser(self._batch(images)).argmax(1).to(torch.uint8).cpu().numpy()
+
+    def pose_batch(self, images):
+        """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses, NaN for joints the net does not see."""
+        return self.keypoints.predict(self._batch(images))
+
+    def parse(self, image256):
+        return self.parse_batch(image256[None])[0]
+
     def pose(self, image256):
-        return self.keypoints.predict(to_tensor_image(image256, self.device))[0]
+        return self.pose_batch(image256[None])[0]
 
     def frame(self, photo):
         """Find the person (the parser's foreground on the whole photo, letterboxed) and return the

@@ -8,7 +8,7 @@ import torch
 from conftest import make_train_layout, run_cli
 from psc_engine.baselines import piecewise_affine_warp
 from psc_engine.bench import example_inputs
-from psc_engine.metrics import confusion, masked_l1, miou, psnr, ssim
+from psc_engine.metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
 
 
 def test_ssim_of_constant_images_by_hand():
@@ -37,6 +37,19 @@ def test_miou_by_hand():
     conf = confusion(pred, truth, classes=7)
     # class 0: inter 1, union 2 -> 0.5; class 1: inter 2, union 3 -> 2/3
     assert abs(miou(conf) - (0.5 + 2 / 3) / 2) < 1e-9
+    iou = iou_per_class(conf)
+    assert abs(float(iou[0]) - 0.5) < 1e-9 and abs(float(iou[1]) - 2 / 3) < 1e-9
+    assert iou[2:].isnan().all()  # classes neither side has are left out of the mean
+
+
+def test_pck_by_hand():
+    nan = float("nan")
+    truth = np.array([[[10, 10], [50, 50], [nan, nan], [100, 100]]], dtype=float)
+    pred = np.array([[[13, 14], [50, 70], [30, 30], [nan, nan]]], dtype=float)
+    # distances: 5 (in at 12.8 px), 20 (out at 12.8, in at 25.6), a joint the truth lacks (not counted),
+    # a joint the prediction lost (counted as wrong)
+    assert pck(pred, truth, 12.8) == (1, 3)
+    assert pck(pred, truth, 25.6) == (2, 3)
 
 
 def test_affine_baseline_moves_a_shifted_skeleton():
@@ -59,3 +72,31 @@ def test_evaluate_command(tiny_weights, tmp_path):
     assert 0 <= report["ours"]["miou"] <= 1
     assert "PM joint error" in r.stdout
     assert (tmp_path / "rep" / "contact_sheet.png").is_file()
+    photo = report["photo"]
+    assert report["meta"]["views"] == 8
+    for key in ("pck@0.05", "pck@0.1", "visibility_accuracy", "miou"):
+        assert 0 <= photo[key] <= 1
+    assert photo["pck@0.05"] <= photo["pck@0.1"]
+    assert "PCK@0.1" in r.stdout and (tmp_path / "rep" / "photo_sheet.png").is_file()
+
+
+def test_evaluate_photo_part_scores_the_truth_perfectly(tmp_path):
+    """A 'photo net' that returns the true labels scores PCK 1 and mIoU 1: the scoring is aligned."""
+    from psc_engine.data import VIEWS, TrainSet
+    from psc_engine.evaluate import evaluate
+
+    data = make_train_layout(tmp_path / "data", n=1)
+    ds = TrainSet(data)
+    truth = {ds.image(0, v).tobytes(): (ds.parsing(0, v), ds.poses(0)[0][k]) for k, v in enumerate(VIEWS)}
+
+    class Oracle:
+        cards = {}
+        def parse_batch(self, images):
+            return np.stack([truth[im.tobytes()][0] for im in images])
+        def pose_batch(self, images):
+            return np.stack([truth[im.tobytes()][1] for im in images])
+
+    report, sheets = evaluate(None, data, prep=Oracle(), log=lambda *a, **k: None)
+    assert report["photo"]["pck@0.05"] == 1 and report["photo"]["miou"] == 1
+    assert report["photo"]["visibility_accuracy"] == 1
+    assert "ours" not in report and sheets["photo_sheet"] is not None
