@@ -1,9 +1,14 @@
 """Speed of the AA + CT chain at 256x256: batched frames per second against the seed-style loop.
 
 The seed-style loop is the original's way: one frame per call, the reference re-encoded for
-every frame, float32. Both go through the same Pipeline, so the ratio measures batching and
-reference caching, nothing else.
+every frame, float32, PyTorch's default NCHW layout. It runs the same nets through the same
+Pipeline code (a copy with channels_last=False, half=False), so the ratio measures what the
+engine adds: batching, reference caching, channels-last, half precision when asked for. The same
+loop with channels-last is reported too, to show what layout alone buys. The batched output is
+compared with the seed loop's (float32) and the largest pixel difference reported: 0-2 in
+float32, larger with --half (a class flip in AA moves a few pixels).
 """
+import copy
 import json
 import platform
 import resource
@@ -70,9 +75,10 @@ GPU_PEAKS = {"H100": {"float32": 67.0, "tf32": 494.7, "float16": 989.4}, "H200":
              "A100": {"float32": 19.5, "tf32": 156.0, "float16": 312.0}}
 
 
-def cpu_peak_tflops():
-    """cores x clock x 32 fp32 FLOP/cycle per FMA unit x FMA units: AVX-512 with 2 FMA units is 64
-    FLOP/cycle/core, AVX2 32. The clock is the nominal one /proc/cpuinfo reports."""
+def cpu_peak_tflops(half=False):
+    """cores x clock x FLOP/cycle: AVX-512 with 2 FMA units is 64 fp32 FLOP/cycle/core, AVX2 32;
+    bfloat16 (--half) on a CPU with AVX512-BF16 dot products doubles that. The clock is the nominal
+    one /proc/cpuinfo reports."""
     import os
 
     mhz, flags = 2000.0, ""
@@ -83,13 +89,16 @@ def cpu_peak_tflops():
     except (OSError, StopIteration, ValueError):
         pass
     per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
+    kind = "fp32 FMA"
+    if half and "avx512_bf16" in flags:
+        per_cycle, kind = per_cycle * 2, "bf16 dot product"
     cores = torch.get_num_threads() or os.cpu_count()
-    return cores * mhz * 1e6 * per_cycle / 1e12, f"{cores} cores x {mhz:.0f} MHz x {per_cycle} FLOP/cycle (fp32 FMA)"
+    return cores * mhz * 1e6 * per_cycle / 1e12, f"{cores} cores x {mhz:.0f} MHz x {per_cycle} FLOP/cycle ({kind})"
 
 
 def device_peak_tflops(pipe):
     if pipe.device.type != "cuda":
-        return cpu_peak_tflops()
+        return cpu_peak_tflops(pipe.half)
     name = torch.cuda.get_device_name(pipe.device)
     kind = "float16" if pipe.half else ("tf32" if torch.backends.cudnn.allow_tf32 else "float32")
     for key, peaks in GPU_PEAKS.items():
@@ -118,14 +127,24 @@ def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_
         result[f"fps_batch{bs}"] = round(time_frames(
             lambda: sum(1 for _ in pipe.stream(image, parsing, pose, tg, batch_size=bs)), n, device, min_seconds), 2)
     seed_targets = targets[:seed_frames]
+    seed_pipe = Pipeline(*(copy.deepcopy(n) for n in (pipe.pm, pipe.aa, pipe.ct)), device=device,
+                         cards=pipe.cards, channels_last=False)
+    seed_cl = Pipeline(pipe.pm, pipe.aa, pipe.ct, device=device, cards=pipe.cards)  # shares pipe's nets
 
-    def seed_loop():
+    def seed_loop(p):
         for t in seed_targets:  # one call per frame, reference re-encoded each time
-            pipe.transfer(image, parsing, pose, t[None], batch_size=1)
+            p.transfer(image, parsing, pose, t[None], batch_size=1)
 
-    result["fps_seed_loop"] = round(time_frames(seed_loop, seed_frames, device, min_seconds), 2)
+    result["fps_seed_loop"] = round(time_frames(lambda: seed_loop(seed_pipe), seed_frames, device, min_seconds), 2)
+    result["fps_seed_loop_channels_last"] = round(time_frames(lambda: seed_loop(seed_cl), seed_frames, device, min_seconds), 2)
     best = max(result[f"fps_batch{bs}"] for bs in batch_sizes)
     result["speedup_vs_seed_loop"] = round(best / result["fps_seed_loop"], 2)
+    result["speedup_vs_seed_loop_channels_last"] = round(best / result["fps_seed_loop_channels_last"], 2)
+    ours = pipe.transfer(image, parsing, pose, seed_targets, batch_size=len(seed_targets)).images.astype(np.int16)
+    reference = seed_pipe.transfer(image, parsing, pose, seed_targets, batch_size=1).images.astype(np.int16)
+    diff = np.abs(ours - reference)
+    result["max_abs_diff_vs_seed_loop"] = int(diff.max())
+    result["mean_abs_diff_vs_seed_loop"] = round(float(diff.mean()), 4)
     flops = flops_per_frame(pipe, image, parsing, pose, targets)
     result["gflop_per_frame"] = round(flops / 1e9, 3)
     result["achieved_gflops"] = round(flops * best / 1e9, 1)
@@ -143,10 +162,14 @@ def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_
 def print_report(result, out):
     out.write(json.dumps(result) + "\n")
     rows = [(k.removeprefix("fps_"), v) for k, v in result.items() if k.startswith("fps_")]
-    out.write(f"\n{'chain (AA+CT)':<16}{'frames/s':>10}\n")
+    precision = "half" if result["half"] else "float32"
+    out.write(f"\n{'chain (AA+CT)':<26}{'frames/s':>10}\n")
     for name, fps in rows:
-        out.write(f"{name:<16}{fps:>10.2f}\n")
-    out.write(f"speed-up of batched over seed loop: {result['speedup_vs_seed_loop']}x; "
-              f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}, "
+        out.write(f"{name:<26}{fps:>10.2f}\n")
+    out.write(f"speed-up of batched ({precision}) over the seed loop: {result['speedup_vs_seed_loop']}x "
+              f"({result['speedup_vs_seed_loop_channels_last']}x over the seed loop in channels-last); "
+              f"pixel difference from the seed loop: max {result['max_abs_diff_vs_seed_loop']}, "
+              f"mean {result['mean_abs_diff_vs_seed_loop']} (of 255)\n")
+    out.write(f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}, "
               f"{result['fraction_of_peak']} of an assumed peak of {result['peak_tflops_assumed']} TFLOP/s "
               f"({result['peak_assumption']})\n")

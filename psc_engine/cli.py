@@ -229,7 +229,7 @@ def build_parser():
     def common(sp, batch=8):
         sp.add_argument("--weights", default=None, help="weights folder (default: $PSC_WEIGHTS or the repository's weights/)")
         sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-        sp.add_argument("--half", action="store_true", help="float16 autocast on CUDA")
+        sp.add_argument("--half", action="store_true", help="half precision: float16 autocast on CUDA, bfloat16 on the CPU")
         sp.add_argument("--batch_size", type=int, default=batch, help="frames per AA/CT batch")
 
     t = sub.add_parser("test", help="the original release's test job on the test layout")
@@ -257,7 +257,8 @@ def build_parser():
     b.add_argument("--weights", default=None, help="time these weights (default: random nets of --base width)")
     b.add_argument("--base", type=int, default=16)
     b.add_argument("--device", default="auto")
-    b.add_argument("--half", action="store_true", help="float16 autocast on CUDA")
+    b.add_argument("--half", action="store_true", help="half precision: float16 autocast on CUDA, bfloat16 on the CPU "
+                   "(its difference from float32 is reported)")
     b.add_argument("--compile", action="store_true", help="torch.compile the per-frame decoders (compile time reported apart)")
     b.add_argument("--batch_sizes", default=None, help="default: 1,4,16,64 (and 256 on CUDA)")
     b.add_argument("--frames", type=int, default=None, help="frames per timed run (default: largest batch)")

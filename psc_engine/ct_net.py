@@ -56,8 +56,11 @@ def style_codes(feat, onehot):
 
 
 def spread_style(codes, onehot):
-    """(1 or B, 7, C) codes over a (B, 7, h, w) target parsing -> (B, C, h, w)."""
-    return torch.einsum("bkhw,bkc->bchw", onehot, codes.expand(onehot.shape[0], -1, -1))
+    """(1 or B, 7, C) codes over a (B, 7, h, w) target parsing -> (B, C, h, w), in the parsing's layout."""
+    codes = codes.expand(onehot.shape[0], -1, -1)
+    if onehot.is_contiguous(memory_format=torch.channels_last):  # write NHWC directly: no copy before the convs
+        return torch.einsum("bkhw,bkc->bhwc", onehot, codes).permute(0, 3, 1, 2)
+    return torch.einsum("bkhw,bkc->bchw", onehot, codes)
 
 
 class FlowHead(nn.Module):
@@ -133,9 +136,10 @@ class CTNet(nn.Module):
         size = lambda l: tgt[l].shape[-2:]
         flow_at = {l: flows[l] if l in flows else resize_flow(flows[FLOW_LEVELS[-1]], size(l)) for l in CONTENT_LEVELS}
         skips = {}
-        for l in CONTENT_LEVELS:
+        onehot_l = parsing_onehot
+        for l in CONTENT_LEVELS:  # levels 1..4: each one-hot halves the previous (block means of block means)
             v = F.interpolate(vis, size=size(l), mode="bilinear", align_corners=False)
-            onehot_l = downsample(parsing_onehot, l)
+            onehot_l = F.avg_pool2d(onehot_l, 2)
             for kind in ("cloth", "body"):
                 warped = warp(src[f"{kind}{l}"], flow_at[l])
                 style = spread_style(src[f"{kind}_style{l}"], onehot_l)
@@ -150,8 +154,8 @@ class CTNet(nn.Module):
             h = up(h, skips["body", l], cloth_feats[l], tgt[l])
         full_flow = resize_flow(flows[FLOW_LEVELS[-1]], parsing_onehot.shape[-2:])
         warped_image = warp(src["image"], full_flow)
-        out = self.head(self.full(h, warped_image, parsing_onehot))
-        rgb, blend = torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:4])
+        out = self.head(self.full(h, warped_image, parsing_onehot))  # (B, 4, H, W): RGB and blend logits
+        rgb, blend = torch.tanh(out)[:, :3], torch.sigmoid(out)[:, 3:4]  # whole-tensor ops: fast on NHWC
         image = blend * warped_image + (1 - blend) * rgb
         return {"image": image, "flows": flows, "visibility": vis, "warped": warped_image, "blend": blend}
 

@@ -106,10 +106,12 @@ def warp(x, flow):
     can move a limb across the whole frame, unlike the original's tanh-squashed pixel offsets.
     """
     b, _, h, w = flow.shape
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     if x.shape[0] != b:
         x = x.expand(b, -1, -1, -1)
     grid = base_grid(h, w, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)  # (B, H, W, 2)
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    return out.contiguous(memory_format=fmt)  # grid_sample writes NCHW; keep the layout the convs are in
 
 
 def resize_flow(flow, size):

@@ -64,20 +64,20 @@ class Frames:
 CL = torch.channels_last  # NHWC: oneDNN's and cuDNN's fast layout for convs; same values, measured faster
 
 
-def to_tensor_image(image, device):
-    """(256, 256, 3) uint8 -> (1, 3, 256, 256) float in [-1, 1], channels-last."""
-    return (torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 127.5 - 1).contiguous(memory_format=CL)
+def to_tensor_image(image, device, memory_format=CL):
+    """(256, 256, 3) uint8 -> (1, 3, 256, 256) float in [-1, 1], channels-last by default."""
+    return (torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 127.5 - 1).contiguous(memory_format=memory_format)
 
 
-def to_onehot(labels, device=None):
-    """(B, H, W) int labels -> (B, 7, H, W) float one-hot, channels-last (one_hot's natural layout)."""
+def to_onehot(labels, device=None, memory_format=CL):
+    """(B, H, W) int labels -> (B, 7, H, W) float one-hot, channels-last by default (one_hot's natural layout)."""
     labels = torch.as_tensor(labels, device=device).long()
-    return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float().contiguous(memory_format=memory_format)
 
 
-def maps_for(poses, device, size=256):
-    """(B, 18, 2) poses (256-frame pixels) -> (B, 18, size, size) pose maps on the device, channels-last."""
-    return pose_maps(poses, size=size).to(device).contiguous(memory_format=CL)
+def maps_for(poses, device, size=256, memory_format=CL):
+    """(B, 18, 2) poses (256-frame pixels) -> (B, 18, size, size) pose maps on the device, channels-last by default."""
+    return pose_maps(poses, size=size, channels_last=memory_format == CL).to(device).contiguous(memory_format=memory_format)
 
 
 def net_size(cards, names):
@@ -96,10 +96,18 @@ def is_out_of_memory(error):
 
 
 class Pipeline:
-    def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None, compile=False):
+    """PM -> AA -> CT on one device.
+
+    half: float16 autocast on CUDA, bfloat16 on the CPU (fast where the CPU has AVX512-BF16 or
+    AMX; results differ from float32 within the tolerance `bench` reports). channels_last=False
+    keeps PyTorch's default NCHW layout, as the original did (the bench's seed-style loop).
+    """
+
+    def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None, compile=False, channels_last=True):
         self.device = pick_device(device)
-        self.pm, self.aa, self.ct = (net.to(self.device, memory_format=CL).eval() for net in (pm, aa, ct))
-        self.half = bool(half) and self.device.type == "cuda"
+        self.fmt = CL if channels_last else torch.contiguous_format
+        self.pm, self.aa, self.ct = (net.to(self.device, memory_format=self.fmt).eval() for net in (pm, aa, ct))
+        self.half = bool(half)
         self.cards = cards or {}
         self.size = net_size(self.cards, ("aa", "ct"))  # AA and CT work at this resolution
         self.pm_size = net_size(self.cards, ("pm",))
@@ -129,7 +137,11 @@ class Pipeline:
         return any(card.get("placeholder") for card in self.cards.values())
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16) if self.half else nullcontext()
+        if not self.half:
+            return nullcontext()
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @torch.inference_mode()
     def interpolate(self, pose0, pose1, ts, batch_size=32):
@@ -138,13 +150,13 @@ class Pipeline:
         ts = np.atleast_1d(np.asarray(ts, dtype=np.float32))
         if not np.all((ts >= 0) & (ts <= 1)):
             raise PSCError("interpolate: every t must lie in [0, 1]")
-        maps0 = maps_for(p0[None], self.device, self.pm_size)  # (1, 18, H, W)
-        maps1 = maps_for(p1[None], self.device, self.pm_size)
+        maps0 = maps_for(p0[None], self.device, self.pm_size, self.fmt)  # (1, 18, H, W)
+        maps1 = maps_for(p1[None], self.device, self.pm_size, self.fmt)
         out = []
         for i in range(0, len(ts), batch_size):
             t_np = ts[i:i + batch_size]
             line = maps_for(line_poses(torch.from_numpy(p0)[None], torch.from_numpy(p1)[None], torch.from_numpy(t_np)),
-                            self.device, self.pm_size)
+                            self.device, self.pm_size, self.fmt)
             t = torch.from_numpy(t_np).to(self.device)
             with self._autocast():
                 maps = self.pm(maps0.expand(len(t), -1, -1, -1), maps1.expand(len(t), -1, -1, -1), t, line)
@@ -157,11 +169,11 @@ class Pipeline:
         image = check_image(image)
         parsing = require_person(check_parsing(parsing))
         pose = require_joints(as_pose_array(pose, "pose"))
-        img = to_tensor_image(image, self.device)
-        onehot = to_onehot(subsample_labels(torch.from_numpy(parsing[None]), self.size), self.device)
+        img = to_tensor_image(image, self.device, self.fmt)
+        onehot = to_onehot(subsample_labels(torch.from_numpy(parsing[None]), self.size), self.device, self.fmt)
         if self.size != 256:  # as in training: the image area-averaged, the labels subsampled
-            img = F.interpolate(img, size=(self.size, self.size), mode="area").contiguous(memory_format=CL)
-        maps = maps_for(pose[None], self.device, self.size)
+            img = F.interpolate(img, size=(self.size, self.size), mode="area").contiguous(memory_format=self.fmt)
+        maps = maps_for(pose[None], self.device, self.size, self.fmt)
         with self._autocast():
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}
 
@@ -170,7 +182,7 @@ class Pipeline:
         """One batch: reference features and (B, 18, 2) poses -> (images (B,256,256,3), parsings (B,256,256))
         uint8 tensors on the device. Given target_parsings (B, 256, 256), CT uses them instead of AA's
         (evaluation with the true shape)."""
-        maps = maps_for(target_poses, self.device, self.size)
+        maps = maps_for(target_poses, self.device, self.size, self.fmt)
         try:
             labels, image = self._decode(reference, maps, target_parsings)
         except Exception as e:  # noqa: BLE001 -- only a compiled decoder's failure is caught here
@@ -197,7 +209,7 @@ class Pipeline:
             else:
                 labels_full = torch.as_tensor(target_parsings, device=self.device).long()
                 labels = subsample_labels(labels_full, self.size)
-            image = ct_decode(reference["ct"], to_onehot(labels), maps)["image"]
+            image = ct_decode(reference["ct"], to_onehot(labels, memory_format=self.fmt), maps)["image"]
             if self.size != 256:
                 image = F.interpolate(image.float(), size=full, mode="bicubic", align_corners=False)
             return labels_full, image

@@ -72,6 +72,9 @@ def test_pose_map_round_trip_subpixel():
     assert np.array_equal(np.isnan(back), np.isnan(poses))
     err = np.abs(back - poses)[~np.isnan(poses)]
     assert err.max() < 0.05, err.max()  # sub-pixel exact on clean maps
+    nhwc = pose_maps(poses, channels_last=True)  # the inference layout: same values
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(nhwc, maps)
 
 
 @settings(max_examples=40, deadline=None)
