@@ -139,10 +139,14 @@ def ct_losses(probe, out, target_image, target_onehot, source_onehot):
 
 
 def keypoint_losses(net, image, heatmaps, visible):
-    """Heatmap L2 (joints up-weighted) on visible joints plus visibility cross-entropy."""
-    maps, vis_logits = net(image)
-    weight = (1 + 20 * heatmaps) * visible[..., None, None]
-    hm = (((maps - heatmaps) ** 2) * weight).sum() / (visible.sum() * maps.shape[-1] * maps.shape[-2]).clamp_min(1) * 100
+    """Spatial-softmax cross-entropy of each visible joint's scores against its normalised
+    Gaussian target, plus visibility binary cross-entropy."""
+    scores, vis_logits = net(image)
+    logp = F.log_softmax(scores.flatten(2).float(), -1)  # (B, 18, h*w)
+    target = heatmaps.flatten(2)
+    target = target / target.sum(-1, keepdim=True).clamp_min(1e-8)
+    per_joint = -(target * logp).sum(-1)  # (B, 18)
+    hm = (per_joint * visible).sum() / visible.sum().clamp_min(1)
     vis = F.binary_cross_entropy_with_logits(vis_logits, visible.float())
     return hm + vis, {"heatmap": hm.item(), "visibility": vis.item()}
 

@@ -1,10 +1,13 @@
 """The two nets that read a plain photo, so a user needs nothing else: a keypoint net (18 joint
 heatmaps + a visibility score per joint) and a human parser (7 classes).
 
-Both are small U-shaped nets on the engine's building blocks. The keypoint heatmaps are
-predicted at 1/4 resolution (64x64) and decoded to sub-pixel 256-frame coordinates by the same
-parabola fit as pose maps; a joint whose visibility score is below 0.5 is written as missing,
-the way a detector would not report it.
+Both are small U-shaped nets on the engine's building blocks. The keypoint net predicts, per
+joint, scores over a 64x64 grid (1/4 resolution) read as a spatial softmax: trained by cross-entropy
+against the normalised Gaussian around the true joint, which, unlike a per-pixel L2 on sparse
+heatmaps, cannot settle on predicting nothing. The peak-normalised softmax is a heatmap whose log
+is the score itself, so the same parabola fit as pose maps decodes it to sub-pixel 256-frame
+coordinates. A joint whose visibility score is below 0.5 is written as missing, the way a
+detector would not report it.
 """
 import torch
 import torch.nn as nn
@@ -24,23 +27,29 @@ class KeypointNet(nn.Module):
         self.encoder = Encoder(3, base, full_res=False)
         self.attention = ChannelAttention(w[LEVELS])
         self.ups = nn.ModuleList(Up(w[l + 1], w[l], w[l]) for l in range(LEVELS - 1, HEATMAP_LEVEL - 1, -1))
-        self.heatmaps = nn.Conv2d(w[HEATMAP_LEVEL], NUM_JOINTS, 3, 1, 1)
+        self.scores = nn.Conv2d(w[HEATMAP_LEVEL], NUM_JOINTS, 3, 1, 1)
         self.visibility = nn.Linear(w[LEVELS], NUM_JOINTS)
 
     def forward(self, image):
-        """(B, 3, 256, 256) in [-1, 1] -> heatmaps (B, 18, 64, 64) in [0, 1], visibility logits (B, 18)."""
+        """(B, 3, 256, 256) in [-1, 1] -> joint scores (B, 18, 64, 64), visibility logits (B, 18)."""
         f = self.encoder(image)
         x = self.attention(f[LEVELS])
         vis = self.visibility(x.mean((2, 3)))
         for up, level in zip(self.ups, range(LEVELS - 1, HEATMAP_LEVEL - 1, -1)):
             x = up(x, f[level])
-        return torch.sigmoid(self.heatmaps(x)), vis
+        return self.scores(x), vis
+
+    @staticmethod
+    def heatmaps(scores):
+        """(B, 18, h, w) scores -> the spatial softmax scaled to peak 1 (B, 18, h, w) in (0, 1]."""
+        flat = scores.flatten(2).float()  # (B, 18, h*w)
+        return torch.exp(flat - flat.amax(-1, keepdim=True)).view_as(scores)
 
     @torch.inference_mode()
     def predict(self, image):
         """(B, 3, 256, 256) -> (B, 18, 2) poses in 256-frame pixels, NaN for joints judged not visible."""
-        maps, vis = self(image)
-        poses = decode_pose_maps(maps.float().cpu(), threshold=0.0)
+        scores, vis = self(image)
+        poses = decode_pose_maps(self.heatmaps(scores).cpu(), threshold=0.0)
         poses[(torch.sigmoid(vis) < 0.5).cpu().numpy()] = float("nan")
         return poses
 

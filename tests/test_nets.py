@@ -144,3 +144,32 @@ def test_flow_is_learnable_toward_a_large_shift():
         loss.backward()
         opt.step()
     assert abs(float(flow.detach()[0, 0]) * 128 + 40) < 4
+
+
+def test_keypoint_scores_decode_to_subpixel_joints():
+    """The keypoint net's scores are read as a spatial softmax; scores that are a Gaussian's log
+    decode to its centre (256-frame pixels) exactly, and the training loss is lowest there."""
+    import torch.nn.functional as F
+
+    from psc_engine.losses import keypoint_losses
+    from psc_engine.photo_nets import KeypointNet
+    from psc_engine.poses import decode_pose_maps
+
+    rng = np.random.default_rng(3)
+    poses = torch.from_numpy(rng.uniform(20, 236, (2, 18, 2)).astype(np.float32))
+    target = pose_maps(poses, size=64)
+    scores = torch.log(target.clamp_min(1e-30))
+    np.testing.assert_allclose(decode_pose_maps(KeypointNet.heatmaps(scores), threshold=0.0), poses.numpy(), atol=0.05)
+
+    class Fixed(torch.nn.Module):  # a "net" that outputs given scores
+        def __init__(self, s):
+            super().__init__()
+            self.s = s
+        def forward(self, image):
+            return self.s, torch.full((2, 18), 10.0)
+    visible = torch.ones(2, 18, dtype=torch.bool)
+    exact = keypoint_losses(Fixed(scores), None, target, visible)[0]
+    shifted = keypoint_losses(Fixed(torch.roll(scores, 3, -1)), None, target, visible)[0]
+    flat = keypoint_losses(Fixed(torch.zeros_like(scores)), None, target, visible)[0]
+    assert exact < shifted and exact < flat
+    assert abs(float(flat) - np.log(64 * 64) - F.softplus(torch.tensor(-10.0)).item()) < 1e-3  # uniform guess: log(h*w)
