@@ -12,12 +12,16 @@ import copy
 import json
 import platform
 import resource
+import tempfile
 import time
+
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .outputs import write_frames
 from .pipeline import Pipeline
 
 
@@ -107,7 +111,7 @@ def device_peak_tflops(pipe):
     return float("nan"), f"{name}: peak unknown"
 
 
-def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_seconds=1.0):
+def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_seconds=1.0, end_to_end=250):
     device = pipe.device
     frames = frames or max(batch_sizes)
     image, parsing, pose, targets = example_inputs(max(frames, seed_frames))
@@ -145,6 +149,19 @@ def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_
     diff = np.abs(ours - reference)
     result["max_abs_diff_vs_seed_loop"] = int(diff.max())
     result["mean_abs_diff_vs_seed_loop"] = round(float(diff.mean()), 4)
+    if end_to_end:  # `animate`'s path (stream + PNG writer thread) against the compute alone
+        best_bs = max(batch_sizes, key=lambda bs: result[f"fps_batch{bs}"])
+        clip = np.resize(targets, (end_to_end, 18, 2))
+        t0 = time.perf_counter()
+        sum(1 for _ in pipe.stream(image, parsing, pose, clip, batch_size=best_bs))
+        _sync(device)
+        compute = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            write_frames(pipe.stream(image, parsing, pose, clip, batch_size=best_bs), Path(tmp) / "clip")
+            written = time.perf_counter() - t0
+        result.update(end_to_end_frames=end_to_end, end_to_end_batch=best_bs, compute_seconds=round(compute, 2),
+                      end_to_end_seconds=round(written, 2), end_to_end_over_compute=round(written / compute, 3))
     flops = flops_per_frame(pipe, image, parsing, pose, targets)
     result["gflop_per_frame"] = round(flops / 1e9, 3)
     result["achieved_gflops"] = round(flops * best / 1e9, 1)
@@ -170,6 +187,9 @@ def print_report(result, out):
               f"({result['speedup_vs_seed_loop_channels_last']}x over the seed loop in channels-last); "
               f"pixel difference from the seed loop: max {result['max_abs_diff_vs_seed_loop']}, "
               f"mean {result['mean_abs_diff_vs_seed_loop']} (of 255)\n")
+    if "end_to_end_seconds" in result:
+        out.write(f"end to end, {result['end_to_end_frames']} frames written as PNGs: {result['end_to_end_seconds']} s "
+                  f"against {result['compute_seconds']} s of compute alone ({result['end_to_end_over_compute']}x)\n")
     out.write(f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}, "
               f"{result['fraction_of_peak']} of an assumed peak of {result['peak_tflops_assumed']} TFLOP/s "
               f"({result['peak_assumption']})\n")

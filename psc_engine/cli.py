@@ -92,7 +92,7 @@ def _target_poses(args, pipe):
 
 def cmd_animate(args):
     from .images import read_image, read_parsing, require_person
-    from .outputs import OutputDir
+    from .outputs import write_frames
     from .poses import read_pose_csv, require_joints
 
     if bool(args.poses) == bool(args.key_poses):
@@ -117,17 +117,18 @@ def cmd_animate(args):
     total = len(targets)
     emit(event="start", total=total)
     start = time.perf_counter()
-    with OutputDir(args.output_dir, args.overwrite) as out:
-        done = 0
-        warn = lambda msg: print(f"psc: warning: {msg}", file=sys.stderr, flush=True)
-        for chunk in pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size, on_warning=warn):
-            for i, img in enumerate(chunk.images):
-                out.write_png(f"frame_{chunk.start + i + 1:05d}.png", img)
-            for path in out.flush():
-                done += 1
-                emit(event="frame", done=done, total=total, path=str(path))
-            if not progress:
-                print(f"\r{done}/{total} frames", end="", file=sys.stderr, flush=True)
+    done = 0
+
+    def on_frame(path):
+        nonlocal done
+        done += 1
+        emit(event="frame", done=done, total=total, path=str(path))
+        if not progress:
+            print(f"\r{done}/{total} frames", end="", file=sys.stderr, flush=True)
+
+    warn = lambda msg: print(f"psc: warning: {msg}", file=sys.stderr, flush=True)
+    chunks = pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size, on_warning=warn)
+    write_frames(chunks, args.output_dir, args.overwrite, on_frame)
     seconds = time.perf_counter() - start
     emit(event="done", total=total, output_dir=str(args.output_dir), seconds=round(seconds, 3))
     if not progress:
@@ -151,7 +152,8 @@ def cmd_bench(args):
         pipe = Pipeline(*nets, device=args.device, half=args.half, compile=args.compile)
     default = "1,4,16,64,256" if pipe.device.type == "cuda" else "1,4,16,64"
     sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
-    result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds)
+    result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds,
+                       end_to_end=args.end_to_end)
     bench.print_report(result, sys.stdout)
     return 0
 
@@ -265,6 +267,7 @@ def build_parser():
     b.add_argument("--seed_frames", type=int, default=8)
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--end_to_end", type=int, default=250, help="frames for the end-to-end run with PNG writing (0: skip)")
     b.set_defaults(fn=cmd_bench)
 
     tr = sub.add_parser("train", help="train a net on the train layout (folders or .tar shards)")

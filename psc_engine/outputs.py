@@ -42,6 +42,7 @@ class OutputDir:
         self.max_pending = max_pending
         self.created = False
         self.written = []
+        self.reported = 0  # how many of `written` completed()/flush() have returned
         self.pending = deque()
         self.pool = None
 
@@ -97,12 +98,21 @@ class OutputDir:
         self.written.append(path)
         return path
 
+    def completed(self):
+        """The paths whose writes finished since the last call, in order, without waiting for the rest."""
+        while self.pending and self.pending[0][1].done():
+            self._finish_one()
+        return self._new()
+
     def flush(self):
-        """Wait for every queued write; returns the paths completed by this call, in order."""
-        done = []
+        """Wait for every queued write; returns the paths finished since the last call, in order."""
         while self.pending:
-            done.append(self._finish_one())
-        return done
+            self._finish_one()
+        return self._new()
+
+    def _new(self):
+        new, self.reported = self.written[self.reported:], len(self.written)
+        return new
 
     def __exit__(self, exc_type, exc, tb):
         failed = exc_type is not None
@@ -130,3 +140,23 @@ class OutputDir:
             p.unlink(missing_ok=True)
         for p in self.path.glob(".*.partial"):
             p.unlink(missing_ok=True)
+
+
+def write_frames(chunks, path, overwrite=False, on_frame=None, name="frame_{:05d}.png"):
+    """Write a Pipeline.stream's chunks as numbered PNGs into the OutputDir `path`; computing the
+    next chunk overlaps with encoding this one. on_frame(path) is called as each frame lands, in
+    order. Returns the number of frames written."""
+    count = 0
+    with OutputDir(path, overwrite) as out:
+        for chunk in chunks:
+            for i, img in enumerate(chunk.images):
+                out.write_png(name.format(chunk.start + i + 1), img)
+            for done in out.completed():
+                count += 1
+                if on_frame:
+                    on_frame(done)
+        for done in out.flush():
+            count += 1
+            if on_frame:
+                on_frame(done)
+    return count
