@@ -12,7 +12,9 @@ import io
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,8 +150,13 @@ def train(args, out=sys.stderr):
     start_step, t0, last_ckpt = step, time.perf_counter(), time.perf_counter()
     seconds_before = info["seconds"]
     deadline = t0 + args.minutes * 60 if args.minutes else None
+    stop = []  # SIGTERM / SIGINT: finish the step, checkpoint, exit (a kill -9 still resumes from the last one)
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     net.train()
-    while step < args.steps:
+    while step < args.steps and not stop:
         rng = np.random.default_rng([args.seed, step, rank])
         torch.manual_seed(args.seed * 1_000_003 + step * 31 + rank)
         batch = make_batch(args.model, data, rng, args.batch, args.size, device, augment=not args.no_augment)
@@ -184,8 +191,11 @@ def train(args, out=sys.stderr):
             break
     if step != int(info.get("steps", -1)):
         checkpoint()
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
     if rank == 0 and not args.quiet:
-        print(f"\n{args.model}: stopped at step {step}/{args.steps}; checkpoint {ckpt_path}; weights {run_dir / 'weights'}",
+        why = f" ({signal.Signals(stop[0]).name})" if stop else ""
+        print(f"\n{args.model}: stopped at step {step}/{args.steps}{why}; checkpoint {ckpt_path}; weights {run_dir / 'weights'}",
               file=out)
     if world > 1:
         torch.distributed.destroy_process_group()
