@@ -176,6 +176,16 @@ def run(pipe: Pipeline, batch_sizes=(1, 4, 16), frames=None, seed_frames=8, min_
     return result
 
 
+def photo_fps(prep, min_seconds=1.0):
+    """Images per second of the keypoint net, the parser, and both as `prepare` runs them on a
+    256x256 photo (one image per call, as a user's photo arrives)."""
+    image = example_inputs(1)[0]
+    device = prep.device
+    return {"keypoint_fps": round(time_frames(lambda: prep.pose(image), 1, device, min_seconds), 2),
+            "parser_fps": round(time_frames(lambda: prep.parse(image), 1, device, min_seconds), 2),
+            "prepare_fps": round(time_frames(lambda: prep.prepare(image), 1, device, min_seconds), 2)}
+
+
 def print_report(result, out):
     out.write(json.dumps(result) + "\n")
     rows = [(k.removeprefix("fps_"), v) for k, v in result.items() if k.startswith("fps_")]
@@ -187,6 +197,10 @@ def print_report(result, out):
               f"({result['speedup_vs_seed_loop_channels_last']}x over the seed loop in channels-last); "
               f"pixel difference from the seed loop: max {result['max_abs_diff_vs_seed_loop']}, "
               f"mean {result['mean_abs_diff_vs_seed_loop']} (of 255)\n")
+    if "photo" in result:
+        ph = result["photo"]
+        out.write(f"photo nets, one 256x256 image per call: keypoint net {ph['keypoint_fps']}/s, parser "
+                  f"{ph['parser_fps']}/s, prepare (both) {ph['prepare_fps']}/s\n")
     if "end_to_end_seconds" in result:
         out.write(f"end to end, {result['end_to_end_frames']} frames written as PNGs: {result['end_to_end_seconds']} s "
                   f"against {result['compute_seconds']} s of compute alone ({result['end_to_end_over_compute']}x)\n")

@@ -154,6 +154,15 @@ def cmd_bench(args):
     sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
     result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds,
                        end_to_end=args.end_to_end)
+    if args.photo:
+        from .prepare import PhotoPreparer
+        from .weights import PHOTO_NETS
+
+        if args.weights:
+            prep = PhotoPreparer.from_pretrained(args.weights, args.device)
+        else:
+            prep = PhotoPreparer(*(build_net(name, {"base": args.base}) for name in PHOTO_NETS), device=args.device)
+        result["photo"] = bench.photo_fps(prep, min_seconds=args.seconds)
     bench.print_report(result, sys.stdout)
     return 0
 
@@ -268,6 +277,7 @@ def build_parser():
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     b.add_argument("--end_to_end", type=int, default=250, help="frames for the end-to-end run with PNG writing (0: skip)")
+    b.add_argument("--photo", action="store_true", help="also time the photo nets (keypoints, parser, `prepare` on a 256x256 photo)")
     b.set_defaults(fn=cmd_bench)
 
     tr = sub.add_parser("train", help="train a net on the train layout (folders or .tar shards)")

@@ -97,6 +97,8 @@ def train(args, out=sys.stderr):
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    if args.model in ("pose", "parsing") and args.size != 256:
+        raise PSCError(f"--size {args.size}: the photo nets train and run at 256x256 (they read the photo, not a pose map)")
     data = TrainSet(args.data_dir)
     run_dir = Path(args.out) / args.model
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@
 set -u
 data=${1:?data folder}; runs=${2:?run folder}; slice=${3:-10}
 py=${PYTHON:-python}
-# net:steps:size:batch -- the cheaper 128x128 stage first (4x fewer pixels, ~8x faster per step here);
+# net:steps:size:batch -- the cheaper 128x128 stage first (4x fewer pixels, ~8x faster per step here;
+# the photo nets read photos and train at 256 only);
 # PLAN="..." in the environment replaces it (e.g. only the PSC nets).
-plan=${PLAN:-"aa:4000:128:4 ct:4000:128:4 pm:3000:128:4 aa:6000:256:4 ct:6000:256:2 pose:4000:256:8 parsing:4000:256:4"}
+plan=${PLAN:-"aa:4000:128:4 ct:4000:128:4 pm:3000:128:4 aa:6000:256:4 ct:6000:256:2 pose:4000:256:8 parsing:3000:256:8"}
 while true; do
   progress=0
   for item in $plan; do

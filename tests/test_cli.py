@@ -101,7 +101,7 @@ def test_errors_are_one_line_and_write_nothing(tiny_weights, tmp_path):
 
 def test_bench_prints_json_line():
     r = run_cli("bench", "--device", "cpu", "--base", "4", "--batch_sizes", "1,4", "--seed_frames", "2", "--seconds", "0.2",
-                "--end_to_end", "12")
+                "--end_to_end", "12", "--photo")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.splitlines()[0])
     for key in ("fps_batch1", "fps_batch4", "fps_seed_loop", "fps_seed_loop_channels_last", "gflop_per_frame",
@@ -109,6 +109,7 @@ def test_bench_prints_json_line():
         assert result[key] > 0
     assert result["max_abs_diff_vs_seed_loop"] <= 2  # float32: the fast path gives the seed loop's frames
     assert result["end_to_end_frames"] == 12 and "end to end" in r.stdout
+    assert result["photo"]["keypoint_fps"] > 0 and result["photo"]["parser_fps"] > 0 and "photo nets" in r.stdout
 
 
 def test_bundled_example_with_shipped_weights(tmp_path):
