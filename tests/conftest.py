@@ -1,5 +1,4 @@
 """Shared fixtures: small checkpoints and a small test-layout folder made by the tests themselves."""
-import shutil
 import subprocess
 import sys
 from pathlib import Path

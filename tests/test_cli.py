@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from conftest import EXAMPLE, REPO, make_test_layout, run_cli
+from conftest import EXAMPLE, make_test_layout, run_cli
 from psc_engine.bench import example_inputs
 from psc_engine.images import write_png
 from psc_engine.poses import write_pose_csv

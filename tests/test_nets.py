@@ -1,6 +1,5 @@
 """The three nets: shapes, gradients, batch independence, and flows that can move a limb 40 px."""
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -139,7 +139,6 @@ def test_fast_path_matches_the_float32_reference(tiny_weights):
 
 def test_memory_is_flat_in_the_number_of_frames(tiny_weights, tmp_path):
     """Peak RSS of `animate` over 160 frames stays within 60 MiB of the same job over 20."""
-    from conftest import run_cli
     from psc_engine.images import write_png
     from psc_engine.poses import write_pose_csv
 

@@ -9,7 +9,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from psc_engine import PSCError
 from psc_engine.bench import example_inputs
 from psc_engine.images import read_image, read_parsing, write_png
 from psc_engine.outputs import OutputDir
-from psc_engine.poses import format_pose_csv, read_pose_csv, write_pose_csv
+from psc_engine.poses import read_pose_csv, write_pose_csv
 from psc_engine.weights import load_weights
 
 
