@@ -73,7 +73,9 @@ def pair_batch(data, rng, batch, size, augment=True):
 
 
 def photo_batch(data, rng, batch, size=256, augment=True):
-    """Single views for the photo nets: image, parsing and pose of any of the eight views."""
+    """Single views for the photo nets: image, parsing and pose of any of the eight views, at
+    `size` (128: a cheaper first stage, the image area-averaged and the labels subsampled;
+    heatmaps are always a quarter of the image side). Poses stay in 256-frame pixels."""
     items = []
     for _ in range(batch):
         i, v = int(rng.integers(len(data))), VIEWS[int(rng.integers(8))]
@@ -89,5 +91,8 @@ def photo_batch(data, rng, batch, size=256, augment=True):
         images = ((images + 1) * gain - 1).clamp(-1, 1)
     inside = (poses >= 0).all(-1) & (poses <= 255).all(-1)  # joints pushed off the frame are not visible
     poses = torch.where(inside[..., None], poses, torch.full_like(poses, float("nan")))
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="area")
+        labels = subsample_labels(labels, size)
     return {"image": images, "labels": labels, "poses": poses,
-            "heatmaps": pose_maps(poses, size=64), "visible": ~torch.isnan(poses).any(-1)}
+            "heatmaps": pose_maps(poses, size=size // 4), "visible": ~torch.isnan(poses).any(-1)}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .draw import draw_skeleton
@@ -59,18 +60,24 @@ class PhotoPreparer:
     def placeholder(self):
         return any(c.get("placeholder") for c in self.cards.values())
 
-    def _batch(self, images):
-        """(B, 256, 256, 3) uint8 -> (B, 3, 256, 256) in [-1, 1] on the device."""
-        return torch.cat([to_tensor_image(im, self.device) for im in images])
+    def _batch(self, images, net):
+        """(B, 256, 256, 3) uint8 -> (B, 3, S, S) in [-1, 1] on the device, S the size the net was
+        trained at (its card's "size"; a first-stage 128 net reads the photo area-averaged)."""
+        x = torch.cat([to_tensor_image(im, self.device) for im in images])
+        size = int(self.cards.get(net, {}).get("size") or 256)
+        return F.interpolate(x, size=(size, size), mode="area") if size != x.shape[-1] else x
 
     @torch.inference_mode()
     def parse_batch(self, images):
         """(B, 256, 256, 3) uint8 -> (B, 256, 256) uint8 class labels."""
-        return self.parser(self._batch(images)).argmax(1).to(torch.uint8).cpu().numpy()
+        logits = self.parser(self._batch(images, "parsing"))
+        if logits.shape[-1] != 256:  # smooth class edges: up-sample the scores, not the labels
+            logits = F.interpolate(logits, size=(256, 256), mode="bilinear", align_corners=False)
+        return logits.argmax(1).to(torch.uint8).cpu().numpy()
 
     def pose_batch(self, images):
-        """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses, NaN for joints the net does not see."""
-        return self.keypoints.predict(self._batch(images))
+        """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses (256-frame pixels), NaN for joints the net does not see."""
+        return self.keypoints.predict(self._batch(images, "pose"))
 
     def parse(self, image256):
         return self.parse_batch(image256[None])[0]

@@ -60,7 +60,7 @@ def make_batch(kind, data, rng, batch, size, device, augment=True):
     if kind == "pm":
         b = pm_batch(data, rng, batch, size, augment)
     elif kind in ("pose", "parsing"):
-        b = photo_batch(data, rng, batch, augment=augment)  # the photo nets always see 256x256
+        b = photo_batch(data, rng, batch, size, augment)
     else:
         b = pair_batch(data, rng, batch, size, augment)
     return {k: v.to(device, non_blocking=True) for k, v in b.items()}
@@ -97,8 +97,6 @@ def train(args, out=sys.stderr):
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    if args.model in ("pose", "parsing") and args.size != 256:
-        raise PSCError(f"--size {args.size}: the photo nets train and run at 256x256 (they read the photo, not a pose map)")
     data = TrainSet(args.data_dir)
     run_dir = Path(args.out) / args.model
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -191,3 +191,30 @@ def test_torchrun_data_parallel(train_dir, tmp_path, model):
     assert r.returncode == 0, r.stderr[-2000:]
     assert [s for s, _ in losses(tmp_path, model)] == [1, 2]
     assert torch.load(tmp_path / model / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_photo_nets_first_stage_at_128_runs_at_its_size(train_dir, tmp_path):
+    """A 128x128 first stage of the photo nets: the batch is 128 (heatmaps 32), the card says 128,
+    and PhotoPreparer feeds each net the size it was trained at, answering in 256-frame terms."""
+    from psc_engine.batches import photo_batch
+    from psc_engine.data import TrainSet
+    from psc_engine.prepare import PhotoPreparer
+    from psc_engine.weights import make_placeholder
+
+    b = photo_batch(TrainSet(train_dir), np.random.default_rng(0), 2, size=128)
+    assert b["image"].shape[-1] == 128 and b["labels"].shape[-1] == 128 and b["heatmaps"].shape[-1] == 32
+    for net in ("pose", "parsing"):
+        r = run_cli("train", "--data_dir", train_dir, "--model", net, "--out", tmp_path / "runs", "--steps", "1",
+                    "--batch", "1", "--base", "4", "--size", "128", "--quiet")
+        assert r.returncode == 0, r.stderr
+    weights = tmp_path / "w"
+    make_placeholder(weights, base=4)
+    for net in ("pose", "parsing"):
+        for f in (tmp_path / "runs" / net / "weights").iterdir():
+            (weights / f.name).write_bytes(f.read_bytes())
+    prep = PhotoPreparer.from_pretrained(weights, "cpu")
+    assert prep.cards["parsing"]["size"] == 128
+    image = TrainSet(train_dir).image(0, "front")
+    assert prep.parse(image).shape == (256, 256)
+    pose = prep.pose(image)
+    assert pose.shape == (18, 2) and np.all((np.nan_to_num(pose, nan=0) >= 0) & (np.nan_to_num(pose, nan=0) < 256))
