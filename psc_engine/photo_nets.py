@@ -7,7 +7,9 @@ against the normalised Gaussian around the true joint, which, unlike a per-pixel
 heatmaps, cannot settle on predicting nothing. The peak-normalised softmax is a heatmap whose log
 is the score itself, so the same parabola fit as pose maps decodes it to sub-pixel 256-frame
 coordinates. A joint whose visibility score is below 0.5 is written as missing, the way a
-detector would not report it.
+detector would not report it. The score has a global part (the whole image's features) and a
+local one: the features at the joint's predicted place, pooled by its own softmax -- whether
+an eye is seen is decided where the net thinks the eye is.
 """
 import torch
 import torch.nn as nn
@@ -29,6 +31,7 @@ class KeypointNet(nn.Module):
         self.ups = nn.ModuleList(Up(w[l + 1], w[l], w[l]) for l in range(LEVELS - 1, HEATMAP_LEVEL - 1, -1))
         self.scores = nn.Conv2d(w[HEATMAP_LEVEL], NUM_JOINTS, 3, 1, 1)
         self.visibility = nn.Linear(w[LEVELS], NUM_JOINTS)
+        self.local_visibility = nn.Parameter(torch.zeros(NUM_JOINTS, w[HEATMAP_LEVEL]))  # per joint, over pooled features
 
     def forward(self, image):
         """(B, 3, 256, 256) in [-1, 1] -> joint scores (B, 18, 64, 64), visibility logits (B, 18)."""
@@ -37,7 +40,10 @@ class KeypointNet(nn.Module):
         vis = self.visibility(x.mean((2, 3)))
         for up, level in zip(self.ups, range(LEVELS - 1, HEATMAP_LEVEL - 1, -1)):
             x = up(x, f[level])
-        return self.scores(x), vis
+        scores = self.scores(x)  # (B, 18, h, w)
+        where = torch.softmax(scores.detach().flatten(2).float(), -1).to(x.dtype)  # (B, 18, h*w)
+        pooled = torch.einsum("bjn,bcn->bjc", where, x.flatten(2))  # (B, 18, C): features at each joint
+        return scores, vis + (pooled * self.local_visibility).sum(-1)
 
     @staticmethod
     def heatmaps(scores):
