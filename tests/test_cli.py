@@ -155,3 +155,29 @@ def test_prepare_then_clip_from_the_photo_alone(tiny_weights, tmp_path):
     assert "no parsing and pose given" in r.stderr
     assert len(list((tmp_path / "clip").glob("frame_*.png"))) == 4
 
+
+
+def test_shipped_photo_nets_find_the_bundled_person():
+    """The shipped keypoint net and parser on the bundled example photos (test-split renders with
+    their true S0 and P0): far above what untrained nets give (PCK ~0, mIoU ~0.01)."""
+    import torch
+
+    from psc_engine.images import read_image, read_parsing
+    from psc_engine.metrics import confusion, miou, pck
+    from psc_engine.poses import read_pose_csv
+    from psc_engine.prepare import PhotoPreparer
+
+    prep = PhotoPreparer.from_pretrained(None, "cpu")
+    if prep.placeholder:
+        import pytest
+        pytest.fail("weights/ holds placeholder photo nets")
+    ok = total = 0
+    conf = torch.zeros(7, 7, dtype=torch.long)
+    for stem in ("0000", "0001"):
+        _, parsing, pose = prep.prepare(read_image(EXAMPLE / "I0" / f"{stem}.jpg"))
+        truth_pose = read_pose_csv(EXAMPLE / "P0" / f"{stem}.csv")[1][0]
+        a, b = pck(pose[None], truth_pose[None], 25.6)
+        ok, total = ok + a, total + b
+        conf += confusion(torch.from_numpy(parsing[None]), torch.from_numpy(read_parsing(EXAMPLE / "S0" / f"{stem}.png")[None]))
+    assert ok / total >= 0.7, (ok, total)
+    assert miou(conf) >= 0.45
