@@ -16,6 +16,14 @@ from .layers import subsample_labels
 from .poses import pose_maps
 
 
+def at_size(images, labels, size):
+    """(B, 3, 256, 256) images and (B, 256, 256) labels -> at `size`: the images area-averaged,
+    the labels subsampled (as the Pipeline feeds a net trained at that size)."""
+    if size == images.shape[-1]:
+        return images, labels
+    return F.interpolate(images, size=(size, size), mode="area"), subsample_labels(labels, size)
+
+
 def pm_batch(data, rng, batch, size, augment=True):
     pa, pb, t1, t2, g1, g2 = [], [], [], [], [], []
     for _ in range(batch):
@@ -62,9 +70,7 @@ def pair_batch(data, rng, batch, size, augment=True):
         images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, 2 * batch))
         angles = np.tile(np.where(rng.random(batch) < 0.7, rng.uniform(-np.pi, np.pi, batch), 0.0), 2)
         images = jitter_garments(images, labels, angles)
-    if size != images.shape[-1]:
-        images = F.interpolate(images, size=(size, size), mode="area")
-        labels = subsample_labels(labels, size)
+    images, labels = at_size(images, labels, size)
     maps = pose_maps(poses, size=size)
     onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
     src, tgt = slice(0, batch), slice(batch, 2 * batch)
@@ -91,8 +97,6 @@ def photo_batch(data, rng, batch, size=256, augment=True):
         images = ((images + 1) * gain - 1).clamp(-1, 1)
     inside = (poses >= 0).all(-1) & (poses <= 255).all(-1)  # joints pushed off the frame are not visible
     poses = torch.where(inside[..., None], poses, torch.full_like(poses, float("nan")))
-    if size != images.shape[-1]:
-        images = F.interpolate(images, size=(size, size), mode="area")
-        labels = subsample_labels(labels, size)
+    images, labels = at_size(images, labels, size)
     return {"image": images, "labels": labels, "poses": poses,
             "heatmaps": pose_maps(poses, size=size // 4), "visible": ~torch.isnan(poses).any(-1)}

@@ -26,10 +26,9 @@ from PIL import Image
 
 from .baselines import piecewise_affine_warp
 from .data import REFERENCE_VIEWS, RING, VIEWS, TrainSet
-from .images import atomic_write_bytes, write_png
-from .prepare import overlay
-from .images import CLASS_NAMES
+from .images import CLASS_NAMES, atomic_write_bytes, write_png
 from .metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
+from .prepare import overlay
 
 METHODS = ("ours", "ours_true_parsing", "copy", "affine")
 PCK_FRACTIONS = (0.05, 0.1)
@@ -104,7 +103,7 @@ def photo_report(tally):
 
 def evaluate(pipe=None, data_dir=None, limit=None, sheet_rows=12, log=print, prep=None):
     """Score the PSC chain (`pipe`) and/or the photo nets (`prep`, a PhotoPreparer) on a
-    train-layout folder. Returns (report dict, contact sheet (H, W, 3) uint8 or None)."""
+    train-layout folder. Returns (report dict, {"contact_sheet", "photo_sheet"}: (H, W, 3) uint8 or None)."""
     data = TrainSet(data_dir)
     n = min(len(data), limit) if limit else len(data)
     sums = {m: {} for m in METHODS}

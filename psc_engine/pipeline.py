@@ -91,6 +91,14 @@ def net_size(cards, names):
     return sizes.pop()
 
 
+def full_size_labels(scores, size=256):
+    """(B, 7, s, s) class scores -> (B, size, size) labels. Scores from a net run below `size` are
+    up-sampled bilinearly before the argmax: smooth class edges, not blocky up-sampled labels."""
+    if scores.shape[-1] != size:
+        scores = F.interpolate(scores.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return scores.argmax(1)
+
+
 def is_out_of_memory(error):
     return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
 
@@ -197,21 +205,17 @@ class Pipeline:
     def _decode(self, reference, maps, target_parsings=None):
         """AA then CT at self.size; returns labels (B, 256, 256) and image (B, 3, 256, 256)."""
         aa_decode, ct_decode = self.decoders
-        full = (256, 256)
         with self._autocast():
             if target_parsings is None:
                 logits = aa_decode(reference["aa"], maps)  # (B, 7, size, size)
-                labels = logits.argmax(1)
-                if self.size != 256:  # smooth class edges: up-sample the scores, not the labels
-                    labels_full = F.interpolate(logits.float(), size=full, mode="bilinear", align_corners=False).argmax(1)
-                else:
-                    labels_full = labels
+                labels_full = full_size_labels(logits)
+                labels = labels_full if self.size == 256 else logits.argmax(1)
             else:
                 labels_full = torch.as_tensor(target_parsings, device=self.device).long()
                 labels = subsample_labels(labels_full, self.size)
             image = ct_decode(reference["ct"], to_onehot(labels, memory_format=self.fmt), maps)["image"]
             if self.size != 256:
-                image = F.interpolate(image.float(), size=full, mode="bicubic", align_corners=False)
+                image = F.interpolate(image.float(), size=(256, 256), mode="bicubic", align_corners=False)
             return labels_full, image
 
     def stream(self, image, parsing, pose, target_poses, batch_size=8, on_warning=None):

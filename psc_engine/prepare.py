@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from .draw import draw_skeleton
 from .errors import PSCError
 from .images import colorize_parsing, open_image, to_rgb
-from .pipeline import default_weights_dir, pick_device, to_tensor_image
+from .pipeline import default_weights_dir, full_size_labels, net_size, pick_device, to_tensor_image
 from .weights import load_weights
 
 PERSON_HEIGHT = 0.85  # of the frame, as in the training data
@@ -64,16 +64,13 @@ class PhotoPreparer:
         """(B, 256, 256, 3) uint8 -> (B, 3, S, S) in [-1, 1] on the device, S the size the net was
         trained at (its card's "size"; a first-stage 128 net reads the photo area-averaged)."""
         x = torch.cat([to_tensor_image(im, self.device) for im in images])
-        size = int(self.cards.get(net, {}).get("size") or 256)
+        size = net_size(self.cards, (net,))
         return F.interpolate(x, size=(size, size), mode="area") if size != x.shape[-1] else x
 
     @torch.inference_mode()
     def parse_batch(self, images):
         """(B, 256, 256, 3) uint8 -> (B, 256, 256) uint8 class labels."""
-        logits = self.parser(self._batch(images, "parsing"))
-        if logits.shape[-1] != 256:  # smooth class edges: up-sample the scores, not the labels
-            logits = F.interpolate(logits, size=(256, 256), mode="bilinear", align_corners=False)
-        return logits.argmax(1).to(torch.uint8).cpu().numpy()
+        return full_size_labels(self.parser(self._batch(images, "parsing"))).to(torch.uint8).cpu().numpy()
 
     def pose_batch(self, images):
         """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses (256-frame pixels), NaN for joints the net does not see."""
