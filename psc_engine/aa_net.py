@@ -11,7 +11,6 @@ The source side does not depend on the target pose: `encode_source` runs once pe
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .images import NUM_CLASSES
 from .layers import LEVELS, ChannelAttention, Encoder, ResBlock, Up, widths
@@ -27,7 +26,9 @@ class AdaIN(nn.Module):
         self.beta = nn.Conv2d(ch, ch, 1)
 
     def forward(self, x, p):
-        return F.instance_norm(x) * (1 + self.gamma(p)) + self.beta(p)
+        # F.instance_norm's arithmetic, written out so the result keeps x's channels-last layout
+        mean, var = x.mean((2, 3), keepdim=True), x.var((2, 3), keepdim=True, correction=0)
+        return (x - mean) * torch.rsqrt(var + 1e-5) * (1 + self.gamma(p)) + self.beta(p)
 
 
 class AANet(nn.Module):

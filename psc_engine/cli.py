@@ -140,20 +140,22 @@ def cmd_bench(args):
     import torch
 
     from . import bench
-    from .pipeline import Pipeline
-    from .weights import NETS, build_net
+    from .pipeline import pick_device
+    from .weights import NETS, build_net, load_weights
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     if args.weights:
-        pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=args.half, compile=args.compile)
+        loaded = [load_weights(args.weights, name, device=device) for name in NETS]
+        nets, cards = [net for net, _ in loaded], dict(zip(NETS, (card for _, card in loaded)))
     else:  # speed does not depend on the weights' values: random nets of the chosen width
-        nets = [build_net(name, {"base": args.base}) for name in NETS]
-        pipe = Pipeline(*nets, device=args.device, half=args.half, compile=args.compile)
-    default = "1,4,16,64,256" if pipe.device.type == "cuda" else "1,4,16,64"
+        nets, cards = [build_net(name, {"base": args.base}) for name in NETS], None
+    default = "1,4,16,64,256" if device.type == "cuda" else "1,4,16,64"
     sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
-    result = bench.run(pipe, sizes, frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds,
-                       end_to_end=args.end_to_end)
+    result = bench.run(nets, cards, device, half=args.half, compile=args.compile, batch_sizes=sizes, frames=args.frames,
+                       seed_frames=args.seed_frames, min_seconds=args.seconds, end_to_end=args.end_to_end,
+                       repeats=args.repeats)
     if args.photo:
         from .prepare import PhotoPreparer
         from .weights import PHOTO_NETS
@@ -274,7 +276,8 @@ def build_parser():
     b.add_argument("--batch_sizes", default=None, help="default: 1,4,16,64 (and 256 on CUDA)")
     b.add_argument("--frames", type=int, default=None, help="frames per timed run (default: largest batch)")
     b.add_argument("--seed_frames", type=int, default=8)
-    b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure")
+    b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure and round")
+    b.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds; each figure is the best round")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     b.add_argument("--end_to_end", type=int, default=250, help="frames for the end-to-end run with PNG writing (0: skip)")
     b.add_argument("--photo", action="store_true", help="also time the photo nets (keypoints, parser, `prepare` on a 256x256 photo)")

@@ -50,9 +50,11 @@ def downsample(x, level):
 
 
 def style_codes(feat, onehot):
-    """Per-class mean of (1, C, h, w) features over (1, 7, h, w) class weights -> (1, 7, C)."""
+    """Per-class mean of (1, C, h, w) features over (1, 7, h, w) class weights -> (1, 7, C).
+    Summed in float32 (a bfloat16 sum over thousands of pixels drifts), returned in feat's dtype."""
+    onehot, dtype = onehot.float(), feat.dtype
     area = onehot.sum((2, 3))[..., None]  # (1, 7, 1)
-    return torch.einsum("bkhw,bchw->bkc", onehot, feat) / (area + 1e-6)
+    return (torch.einsum("bkhw,bchw->bkc", onehot, feat.float()) / (area + 1e-6)).to(dtype)
 
 
 def spread_style(codes, onehot):
@@ -61,6 +63,11 @@ def spread_style(codes, onehot):
     if onehot.is_contiguous(memory_format=torch.channels_last):  # write NHWC directly: no copy before the convs
         return torch.einsum("bkhw,bkc->bhwc", onehot, codes).permute(0, 3, 1, 2)
     return torch.einsum("bkhw,bkc->bchw", onehot, codes)
+
+
+def mix(a, b, weight):
+    """a + weight * (b - a) in one pass (torch.lerp), in a's dtype (autocast can leave them mixed)."""
+    return torch.lerp(a, b.to(a.dtype), weight.to(a.dtype))
 
 
 class FlowHead(nn.Module):
@@ -102,13 +109,14 @@ class CTNet(nn.Module):
         c = self.cloth_encoder(cloth_img)
         b = self.body_encoder(image * body)
         x = self.texture_encoder(sobel_magnitude(cloth_img))
-        src = {"image": image, "parsing": parsing}
+        # Clothing and body channels side by side, so one warp and one style spread serve both.
+        # What decode warps is kept in float32, since warp samples in float32 (a no-op unless
+        # the nets run in bfloat16): converted once per clip instead of once per frame.
+        src = {"image": image.float(), "parsing": parsing}
         for l in CONTENT_LEVELS:
             onehot_l = downsample(parsing_onehot, l)
-            src[f"cloth{l}"] = c[l] + x[l]
-            src[f"body{l}"] = b[l]
-            src[f"cloth_style{l}"] = style_codes(c[l], onehot_l)
-            src[f"body_style{l}"] = style_codes(b[l], onehot_l)
+            src[f"content{l}"] = torch.cat([c[l] + x[l], b[l]], 1).float()  # (1, 2C, h, w)
+            src[f"style{l}"] = torch.cat([style_codes(c[l], onehot_l), style_codes(b[l], onehot_l)], 2)  # (1, 7, 2C)
         return src
 
     def flows(self, src, tgt):
@@ -116,14 +124,14 @@ class CTNet(nn.Module):
         b = tgt[LEVELS].shape[0]
         flows, flow = {}, None
         for l in FLOW_LEVELS:
-            s = src["parsing"][l].expand(b, -1, -1, -1)
+            s = src["parsing"][l]  # (1 or B, C, h, w): warp broadcasts it over the batch
             if flow is None:
-                out = self.flow_heads[str(l)](torch.cat([s, tgt[l]], 1))
-            else:
+                out = self.flow_heads[str(l)](torch.cat([s.expand(b, -1, -1, -1), tgt[l]], 1))
+                flow = out[:, :2]
+            else:  # a residual on the up-sampled coarser flow
                 flow = resize_flow(flow, tgt[l].shape[-2:])
                 out = self.flow_heads[str(l)](torch.cat([warp(s, flow), tgt[l], flow], 1))
-                out = torch.cat([out[:, :2] + flow, out[:, 2:]], 1)
-            flow = out[:, :2]
+                flow = flow + out[:, :2]
             flows[l] = flow
         visibility = torch.sigmoid(out[:, 2:3])
         return flows, visibility
@@ -140,10 +148,9 @@ class CTNet(nn.Module):
         for l in CONTENT_LEVELS:  # levels 1..4: each one-hot halves the previous (block means of block means)
             v = F.interpolate(vis, size=size(l), mode="bilinear", align_corners=False)
             onehot_l = F.avg_pool2d(onehot_l, 2)
-            for kind in ("cloth", "body"):
-                warped = warp(src[f"{kind}{l}"], flow_at[l])
-                style = spread_style(src[f"{kind}_style{l}"], onehot_l)
-                skips[kind, l] = v * warped + (1 - v) * style
+            # visible: the warped source; unseen: the style codes. (B, 2C, h, w), clothing channels first
+            both = mix(spread_style(src[f"style{l}"], onehot_l), warp(src[f"content{l}"], flow_at[l]), v)
+            skips["cloth", l], skips["body", l] = both.split(self.w[l], 1)
         h = self.cloth_in(torch.cat([skips["cloth", 4], tgt[4]], 1))
         cloth_feats = {4: h}
         for up, l in zip(self.cloth_ups, (3, 2, 1)):
@@ -156,7 +163,7 @@ class CTNet(nn.Module):
         warped_image = warp(src["image"], full_flow)
         out = self.head(self.full(h, warped_image, parsing_onehot))  # (B, 4, H, W): RGB and blend logits
         rgb, blend = torch.tanh(out)[:, :3], torch.sigmoid(out)[:, 3:4]  # whole-tensor ops: fast on NHWC
-        image = blend * warped_image + (1 - blend) * rgb
+        image = mix(rgb, warped_image, blend)
         return {"image": image, "flows": flows, "visibility": vis, "warped": warped_image, "blend": blend}
 
     def forward(self, image, source_onehot, source_maps, target_onehot, target_maps):

@@ -104,14 +104,17 @@ def warp(x, flow):
     x: (B or 1, C, H, W) source features; flow: (B, 2, H, W) offsets (dx, dy) in normalised image
     units (2 = the whole width), so one flow field means the same motion at every level and
     can move a limb across the whole frame, unlike the original's tanh-squashed pixel offsets.
+    Sampling is always float32 (coordinates in bfloat16 are off by up to a pixel, and bfloat16
+    grid_sample is slow on CPUs); the result comes back in the flow's dtype, the nets' dtype.
     """
     b, _, h, w = flow.shape
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    x = x.float()  # before the expand: a batch-1 source is converted once, not once per frame
     if x.shape[0] != b:
         x = x.expand(b, -1, -1, -1)
-    grid = base_grid(h, w, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)  # (B, H, W, 2)
-    out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    return out.contiguous(memory_format=fmt)  # grid_sample writes NCHW; keep the layout the convs are in
+    grid = base_grid(h, w, flow.device, torch.float32) + flow.float().permute(0, 2, 3, 1)  # (B, H, W, 2)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(flow.dtype, memory_format=fmt)  # grid_sample writes NCHW; keep the layout the convs are in
 
 
 def resize_flow(flow, size):

@@ -135,12 +135,13 @@ def flip_pose(pose, width=SIZE):
     return out
 
 
-def pose_maps(poses, size=SIZE, sigma=SIGMA, channels_last=False):
+def pose_maps(poses, size=SIZE, sigma=SIGMA, channels_last=False, dtype=torch.float32):
     """(B, 18, 2) pixel poses (NaN = missing) -> (B, 18, size, size) Gaussian maps, peak 1 at each joint.
 
     Separable: a row profile times a column profile, so it costs B*18*(2*size) exps plus one
     outer product, cheap enough to build every frame's maps on the fly. channels_last=True
-    writes the product straight into NHWC memory (what the inference convs read).
+    writes the product straight into NHWC memory (what the inference convs read); `dtype` is
+    the product's (the profiles are always float32).
     """
     poses = torch.as_tensor(poses, dtype=torch.float32)
     if poses.dim() == 2:
@@ -153,6 +154,7 @@ def pose_maps(poses, size=SIZE, sigma=SIGMA, channels_last=False):
     s = sigma * scale
     gx = torch.exp(-((grid - xy[..., 0:1]) ** 2) / (2 * s * s)) * (~missing)[..., None]  # (B, 18, W), 0 if missing
     gy = torch.exp(-((grid - xy[..., 1:2]) ** 2) / (2 * s * s))  # (B, 18, H)
+    gx, gy = gx.to(dtype), gy.to(dtype)
     if channels_last:  # (B, H, 1, 18) * (B, 1, W, 18) -> (B, H, W, 18), viewed as (B, 18, H, W)
         gy, gx = gy.transpose(1, 2).contiguous(), gx.transpose(1, 2).contiguous()  # (B, H, 18), (B, W, 18)
         return (gy[:, :, None, :] * gx[:, None, :, :]).permute(0, 3, 1, 2)

@@ -110,6 +110,27 @@ def test_warp_reproduces_a_40px_shift():
     torch.testing.assert_close(warp(src, flow), tgt, atol=1e-5, rtol=0)
 
 
+def test_bfloat16_warp_samples_at_float32_precision():
+    """Grid coordinates in bfloat16 are off by up to half a pixel near the frame's edge; warp
+    samples in float32 and returns the flow's dtype, so a bfloat16 flow (here exactly -40.25 px,
+    which bfloat16 holds) moves a fine pattern as float32 does, up to bfloat16 output rounding."""
+    from psc_engine.layers import base_grid
+
+    x = torch.arange(256, dtype=torch.float32)
+    src = torch.sin(2 * torch.pi * x / 8).expand(1, 1, 256, 256)  # 8 px stripes: a 0.5 px error shows
+    dx, _ = pixels_to_flow(-40.25, 0)
+    flow = torch.zeros(1, 2, 256, 256)
+    flow[:, 0] = dx
+    assert flow.bfloat16().float().equal(flow)
+    reference = warp(src, flow)  # all float32
+    out = warp(src, flow.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, atol=4e-3, rtol=0)  # bfloat16 rounding of [-1, 1]
+    grid = (base_grid(256, 256, "cpu", torch.bfloat16) + flow.bfloat16().permute(0, 2, 3, 1)).float()
+    naive = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert (naive - reference).abs().max() > 0.1  # what sampling coordinates in bfloat16 would cost
+
+
 def test_ct_flow_head_can_output_a_40px_shift():
     """The coarsest head's output is unbounded (no tanh): a bias of 40 px in normalised units gives
     a flow that carries through the residual levels and warps the image by exactly 40 px. The

@@ -203,13 +203,14 @@ def test_first_stage_weights_run_at_their_training_size(tmp_path):
 
 
 def test_bfloat16_on_cpu_stays_close_to_float32(tiny_weights):
-    """--half on the CPU is bfloat16 autocast: the same frames within a stated tolerance (mean abs
-    difference under 2 of 255, parsing the same on 99 % of pixels); the bench reports the max."""
+    """--half on the CPU runs AA and CT in bfloat16 (warping and class means in float32): the same
+    frames within a stated tolerance (mean abs difference under 1 of 255, parsing the same on 99 %
+    of pixels); the bench reports the max (a flipped parsing pixel can move a colour there)."""
     image, parsing, pose, targets = example_inputs(4)
     full = Pipeline.from_pretrained(tiny_weights, device="cpu").transfer(image, parsing, pose, targets)
     half = Pipeline.from_pretrained(tiny_weights, device="cpu", half=True).transfer(image, parsing, pose, targets)
     diff = np.abs(half.images.astype(int) - full.images.astype(int))
-    assert 0 < diff.mean() < 2  # bfloat16 did run (not exactly float32), and stays close
+    assert 0 < diff.mean() < 1  # bfloat16 did run (not exactly float32), and stays close
     assert (half.parsings == full.parsings).mean() > 0.99
 
 
