@@ -243,8 +243,12 @@ class Pipeline:
         start = 0
         while start < len(targets):
             chunk = targets[start:start + batch_size]
+            padded = chunk
+            if self.compiled and len(chunk) < batch_size:  # a compiled decoder would recompile for a new shape
+                padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
             try:
-                images, parsings = self.render(reference, torch.from_numpy(chunk))
+                images, parsings = self.render(reference, torch.from_numpy(padded))
+                images, parsings = images[:len(chunk)], parsings[:len(chunk)]
             except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
                 if not is_out_of_memory(e) or batch_size == 1:
                     raise

@@ -179,6 +179,28 @@ def test_compile_failure_falls_back_to_eager(tiny_weights, monkeypatch):
     assert frames.images.shape == (2, 256, 256, 3) and not pipe.compiled
 
 
+def test_compiled_pipeline_pads_the_last_batch_to_one_shape(tiny_weights, monkeypatch):
+    """A compiled decoder recompiles for every new batch shape (a minute on a CPU): the last,
+    shorter chunk is padded to the batch size and cut back, with the same frames."""
+    import torch
+
+    shapes = []
+
+    def recording_compile(fn, **kw):
+        def run(reference, maps, *rest):
+            shapes.append(maps.shape[0])
+            return fn(reference, maps, *rest)
+        return run
+
+    image, parsing, pose, targets = example_inputs(10)
+    eager = Pipeline.from_pretrained(tiny_weights, device="cpu").transfer(image, parsing, pose, targets, batch_size=4)
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    pipe = Pipeline.from_pretrained(tiny_weights, device="cpu", compile=True)
+    chunks = list(pipe.stream(image, parsing, pose, targets, batch_size=4))
+    assert [len(c.images) for c in chunks] == [4, 4, 2] and set(shapes) == {4}
+    assert np.array_equal(np.concatenate([c.images for c in chunks]), eager.images)
+
+
 def test_first_stage_weights_run_at_their_training_size(tmp_path):
     """Weights whose cards say size 128 run at 128 and come back up-sampled to 256x256."""
     import json
