@@ -155,44 +155,46 @@ def train(args, out=sys.stderr):
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             handlers[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
-    net.train()
-    while step < args.steps and not stop:
-        rng = np.random.default_rng([args.seed, step, rank])
-        torch.manual_seed(args.seed * 1_000_003 + step * 31 + rank)
-        batch = make_batch(args.model, data, rng, args.batch, args.size, device, augment=not args.no_augment)
-        with amp:
-            loss, terms = step_loss(args.model, model, batch, probe)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        now = time.perf_counter()
-        info["seconds"] = seconds_before + now - t0
-        info["samples_seen"] += args.batch * world
-        rows.append({"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
-                     **{k: round(v, 5) for k, v in terms.items()}, "seconds": round(info["seconds"], 1)})
-        if rank == 0 and not args.quiet:
-            rate = (step - start_step) / (now - t0)
-            eta = (args.steps - step) / max(rate, 1e-9)
-            print(f"\r{args.model} step {step}/{args.steps} loss {loss.item():.4f} {rate:.2f} it/s "
-                  f"ETA {eta / 60:.1f} min", end="", file=out, flush=True)
-        if now - last_ckpt > args.checkpoint_minutes * 60 or step == args.steps:
+    try:
+        net.train()
+        while step < args.steps and not stop:
+            rng = np.random.default_rng([args.seed, step, rank])
+            torch.manual_seed(args.seed * 1_000_003 + step * 31 + rank)
+            batch = make_batch(args.model, data, rng, args.batch, args.size, device, augment=not args.no_augment)
+            with amp:
+                loss, terms = step_loss(args.model, model, batch, probe)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            now = time.perf_counter()
+            info["seconds"] = seconds_before + now - t0
+            info["samples_seen"] += args.batch * world
+            rows.append({"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+                         **{k: round(v, 5) for k, v in terms.items()}, "seconds": round(info["seconds"], 1)})
+            if rank == 0 and not args.quiet:
+                rate = (step - start_step) / (now - t0)
+                eta = (args.steps - step) / max(rate, 1e-9)
+                print(f"\r{args.model} step {step}/{args.steps} loss {loss.item():.4f} {rate:.2f} it/s "
+                      f"ETA {eta / 60:.1f} min", end="", file=out, flush=True)
+            if now - last_ckpt > args.checkpoint_minutes * 60 or step == args.steps:
+                checkpoint()
+                last_ckpt = now
+                grown = TrainSet(args.data_dir)  # the data generator may have finished more samples meanwhile
+                if len(grown) != len(data):
+                    data = grown
+                    info["samples"] = len(data)
+                    if rank == 0 and not args.quiet:
+                        print(f"\n{args.model}: data now {len(data)} samples", file=out)
+            if deadline and now > deadline:
+                break
+        if step != int(info.get("steps", -1)):
             checkpoint()
-            last_ckpt = now
-            grown = TrainSet(args.data_dir)  # the data generator may have finished more samples meanwhile
-            if len(grown) != len(data):
-                data = grown
-                info["samples"] = len(data)
-                if rank == 0 and not args.quiet:
-                    print(f"\n{args.model}: data now {len(data)} samples", file=out)
-        if deadline and now > deadline:
-            break
-    if step != int(info.get("steps", -1)):
-        checkpoint()
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
+    finally:  # an exception too gives the caller its own handlers back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     if rank == 0 and not args.quiet:
         why = f" ({signal.Signals(stop[0]).name})" if stop else ""
         print(f"\n{args.model}: stopped at step {step}/{args.steps}{why}; checkpoint {ckpt_path}; weights {run_dir / 'weights'}",

@@ -171,6 +171,7 @@ def main(argv=None):
     else:
         inputs = example_inputs() or drawn_inputs(os.path.join(out, "inputs"))
     scene, rig = build_scene(max(args.frames, 2))
+    bpy.context.preferences.filepaths.save_version = 0  # the demo's own file: no demo.blend1 backups beside it
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "demo.blend"))
     mod = batch_clip.ensure_addon()
     s = scene.psc
