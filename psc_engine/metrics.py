@@ -8,22 +8,28 @@ import torch
 import torch.nn.functional as F
 
 
-def _gaussian_window(size=11, sigma=1.5, device=None, dtype=torch.float32):
+def _gaussian_1d(size=11, sigma=1.5, device=None, dtype=torch.float32):
     x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-x * x / (2 * sigma * sigma))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
+
+
+def _blur(x):
+    """(B, K, H, W) -> the same filtered by the 11x11 Gaussian window, reflect-padded. The window
+    is separable: a column pass then a row pass, 11+11 taps instead of 121 (5x faster here)."""
+    k = x.shape[1]
+    g = _gaussian_1d(device=x.device, dtype=x.dtype)
+    x = F.pad(x, (5, 5, 5, 5), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 11, 1).expand(k, 1, 11, 1), groups=k)
+    return F.conv2d(x, g.view(1, 1, 1, 11).expand(k, 1, 1, 11), groups=k)
 
 
 def ssim_map(a, b, data_range=2.0):
     """(B, C, H, W) x2 -> (B, 1, H, W) per-pixel SSIM averaged over channels ('valid' window region padded by reflection)."""
     c = a.shape[1]
-    w = _gaussian_window(device=a.device, dtype=a.dtype).expand(c, 1, 11, 11)
-    pad = lambda x: F.pad(x, (5, 5, 5, 5), mode="reflect")
-    mu_a, mu_b = F.conv2d(pad(a), w, groups=c), F.conv2d(pad(b), w, groups=c)
-    saa = F.conv2d(pad(a * a), w, groups=c) - mu_a ** 2
-    sbb = F.conv2d(pad(b * b), w, groups=c) - mu_b ** 2
-    sab = F.conv2d(pad(a * b), w, groups=c) - mu_a * mu_b
+    # the five local means in one filtering pass: (B, 5C, H, W) -> five (B, C, H, W)
+    mu_a, mu_b, m_aa, m_bb, m_ab = _blur(torch.cat([a, b, a * a, b * b, a * b], 1)).split(c, 1)
+    saa, sbb, sab = m_aa - mu_a ** 2, m_bb - mu_b ** 2, m_ab - mu_a * mu_b
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
     return s.mean(1, keepdim=True)
