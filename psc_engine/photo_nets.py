@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .images import NUM_CLASSES
 from .layers import LEVELS, ChannelAttention, Encoder, Up, widths
-from .poses import NUM_JOINTS, decode_pose_maps
+from .poses import FLIP_PERM, NUM_JOINTS, SIZE, decode_pose_maps
 
 HEATMAP_LEVEL = 2  # 64x64
 
@@ -52,12 +52,37 @@ class KeypointNet(nn.Module):
         return torch.exp(flat - flat.amax(-1, keepdim=True)).view_as(scores)
 
     @torch.inference_mode()
-    def predict(self, image):
-        """(B, 3, 256, 256) -> (B, 18, 2) poses in 256-frame pixels, NaN for joints judged not visible."""
-        scores, vis = self(image)
+    def predict(self, image, flip=False):
+        """(B, 3, 256, 256) -> (B, 18, 2) poses in 256-frame pixels, NaN for joints judged not visible.
+
+        flip: also read the mirror image and average the scores with the direct reading's: the
+        mirror's scores flipped back, each left joint swapped for its right one (visibility
+        logits likewise). Averaging scores, not decoded joints, keeps the stronger of two
+        disagreeing peaks instead of their midpoint."""
+        b = len(image)
+        scores, vis = self(torch.cat([image, image.flip(-1)]) if flip else image)  # flip: photos, then mirrors
+        if flip:
+            perm = list(FLIP_PERM)
+            scores = (scores[:b] + mirror_scores(scores[b:])[:, perm]) / 2
+            vis = (vis[:b] + vis[b:][:, perm]) / 2
         poses = decode_pose_maps(self.heatmaps(scores).cpu(), threshold=0.0)
         poses[(torch.sigmoid(vis) < 0.5).cpu().numpy()] = float("nan")
         return poses
+
+
+def mirror_scores(scores):
+    """(B, J, h, w) scores of a mirrored photo -> the same scores in the photo's frame.
+
+    Cell i of the grid sits at pixel i * s (s = 256 / w), so flipping the grid mirrors about
+    pixel (w - 1) * s / 2, not the photo's 127.5: the flipped grid is (s - 1) / s of a cell to
+    the left. It is moved back by linear interpolation between neighbouring cells, which moves a
+    parabola (a Gaussian's log, what the decoder fits) exactly.
+    """
+    flipped = scores.flip(-1)
+    s = SIZE / scores.shape[-1]
+    f = (s - 1) / s  # 0.75 of a cell on the 64x64 grid
+    left = torch.cat([flipped[..., :1], flipped[..., :-1]], -1)  # each cell's left neighbour (edge repeated)
+    return (1 - f) * flipped + f * left
 
 
 class ParserNet(nn.Module):

@@ -193,3 +193,26 @@ def test_keypoint_scores_decode_to_subpixel_joints():
     flat = keypoint_losses(Fixed(torch.zeros_like(scores)), None, target, visible)[0]
     assert exact < shifted and exact < flat
     assert abs(float(flat) - np.log(64 * 64) - F.softplus(torch.tensor(-10.0)).item()) < 1e-3  # uniform guess: log(h*w)
+
+
+def test_mirrored_keypoint_scores_land_on_the_photos_joints():
+    """Flip reading: the scores of the mirrored photo, mirrored back by mirror_scores and with
+    left and right swapped, decode to the photo's own joints (a plain grid flip is 3 px off), and
+    predict(flip=True) of a net that reads both exactly gives the joints themselves."""
+    from psc_engine.photo_nets import KeypointNet, mirror_scores
+    from psc_engine.poses import FLIP_PERM, decode_pose_maps, flip_pose
+
+    rng = np.random.default_rng(4)
+    poses = rng.uniform(20, 236, (2, 18, 2)).astype(np.float32)
+    log_maps = lambda p: torch.log(pose_maps(torch.from_numpy(p), size=64).clamp_min(1e-30))  # a Gaussian's log
+    mirrored = log_maps(flip_pose(poses))  # what an exact net says for the mirrored photos
+    back = mirror_scores(mirrored)[:, list(FLIP_PERM)]
+    np.testing.assert_allclose(decode_pose_maps(KeypointNet.heatmaps(back), threshold=0.0), poses, atol=0.05)
+    plain = mirrored.flip(-1)[:, list(FLIP_PERM)]
+    plain_x = decode_pose_maps(KeypointNet.heatmaps(plain), threshold=0.0)[..., 0]
+    np.testing.assert_allclose(plain_x, poses[..., 0] - 3, atol=0.05)
+
+    class Exact(KeypointNet):  # "sees" the photo (first two) or its mirror (last two) exactly
+        def forward(self, image):
+            return torch.cat([log_maps(poses), mirrored]), torch.full((len(image), 18), 10.0)
+    np.testing.assert_allclose(Exact(base=4).predict(torch.zeros(2, 3, 256, 256), flip=True), poses, atol=0.05)
