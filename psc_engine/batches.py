@@ -12,16 +12,8 @@ import torch.nn.functional as F
 
 from .augment import affine_poses, apply_affine, flip_poses, flip_some, jitter_garments, random_affines
 from .data import REFERENCE_VIEWS, RING, VIEWS
-from .layers import subsample_labels
+from .layers import at_size
 from .poses import pose_maps
-
-
-def at_size(images, labels, size):
-    """(B, 3, 256, 256) images and (B, 256, 256) labels -> at `size`: the images area-averaged,
-    the labels subsampled (as the Pipeline feeds a net trained at that size)."""
-    if size == images.shape[-1]:
-        return images, labels
-    return F.interpolate(images, size=(size, size), mode="area"), subsample_labels(labels, size)
 
 
 def pm_batch(data, rng, batch, size, augment=True):

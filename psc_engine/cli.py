@@ -140,15 +140,14 @@ def cmd_bench(args):
     import torch
 
     from . import bench
-    from .pipeline import pick_device
-    from .weights import NETS, build_net, load_weights
+    from .pipeline import load_chain, pick_device
+    from .weights import NETS, build_net
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     if args.weights:
-        loaded = [load_weights(args.weights, name, device=device) for name in NETS]
-        nets, cards = [net for net, _ in loaded], dict(zip(NETS, (card for _, card in loaded)))
+        nets, cards = load_chain(args.weights, device)
     else:  # speed does not depend on the weights' values: random nets of the chosen width
         nets, cards = [build_net(name, {"base": args.base}) for name in NETS], None
     default = "1,4,16,64,256" if device.type == "cuda" else "1,4,16,64"

@@ -127,6 +127,14 @@ def pixels_to_flow(dx, dy, size=256):
     return 2.0 * dx / size, 2.0 * dy / size
 
 
+def at_size(images, labels, size):
+    """(B, 3, 256, 256) images and (B, 256, 256) labels -> at `size`: the images area-averaged,
+    the labels subsampled. One rule for training batches and the Pipeline's reference."""
+    if size == images.shape[-1]:
+        return images, labels
+    return F.interpolate(images, size=(size, size), mode="area"), subsample_labels(labels, size)
+
+
 def subsample_labels(labels, size):
     """(B, H, W) class labels -> (B, size, size) by taking the centre pixel of each block: hard
     labels at a lower resolution, the same way for training and for inference."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .errors import PSCError
 from .images import NUM_CLASSES, check_image, check_parsing, require_person
-from .layers import subsample_labels
+from .layers import at_size, subsample_labels
 from .pm_net import line_poses
 from .poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import load_weights
@@ -79,6 +79,16 @@ def maps_for(poses, device, size=256, memory_format=CL, dtype=torch.float32):
     """(B, 18, 2) poses (256-frame pixels) -> (B, 18, size, size) pose maps on the device, channels-last by default."""
     maps = pose_maps(poses, size=size, channels_last=memory_format == CL, dtype=dtype)
     return maps.to(device).contiguous(memory_format=memory_format)
+
+
+def load_chain(path=None, device="cpu"):
+    """PM, AA and CT from `path` (default: see default_weights_dir), each checked against its
+    card: ([pm, aa, ct] float32 nets, {name: card})."""
+    path = Path(path) if path is not None else default_weights_dir()
+    if not path.is_dir():
+        raise PSCError("weights folder not found (expected pm/aa/ct .safetensors + .json)", path)
+    loaded = {name: load_weights(path, name, device=device) for name in ("pm", "aa", "ct")}
+    return [net for net, _ in loaded.values()], {name: card for name, (_, card) in loaded.items()}
 
 
 def net_size(cards, names):
@@ -142,14 +152,9 @@ class Pipeline:
     @classmethod
     def from_pretrained(cls, path=None, device="auto", half=False, compile=False):
         """Load PM, AA and CT from `path` (default: see default_weights_dir), each checked against its card."""
-        path = Path(path) if path is not None else default_weights_dir()
-        if not path.is_dir():
-            raise PSCError("weights folder not found (expected pm/aa/ct .safetensors + .json)", path)
         dev = pick_device(device)
-        nets, cards = {}, {}
-        for name in ("pm", "aa", "ct"):
-            nets[name], cards[name] = load_weights(path, name, device=dev)
-        return cls(nets["pm"], nets["aa"], nets["ct"], device=dev, half=half, cards=cards, compile=compile)
+        nets, cards = load_chain(path, dev)
+        return cls(*nets, device=dev, half=half, cards=cards, compile=compile)
 
     @property
     def placeholder(self):
@@ -188,11 +193,9 @@ class Pipeline:
         image = check_image(image)
         parsing = require_person(check_parsing(parsing))
         pose = require_joints(as_pose_array(pose, "pose"))
-        img = to_tensor_image(image, self.device, self.fmt)
-        onehot = to_onehot(subsample_labels(torch.from_numpy(parsing[None]), self.size), self.device, self.fmt, self.dtype)
-        if self.size != 256:  # as in training: the image area-averaged, the labels subsampled
-            img = F.interpolate(img, size=(self.size, self.size), mode="area").contiguous(memory_format=self.fmt)
-        img = img.to(self.dtype)
+        img, labels = at_size(to_tensor_image(image, self.device, self.fmt), torch.from_numpy(parsing[None]), self.size)
+        img = img.to(self.dtype).contiguous(memory_format=self.fmt)
+        onehot = to_onehot(labels, self.device, self.fmt, self.dtype)
         maps = maps_for(pose[None], self.device, self.size, self.fmt, self.dtype)
         with self._autocast():
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}

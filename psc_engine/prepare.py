@@ -85,7 +85,7 @@ class PhotoPreparer:
     def pose_batch(self, images, flip=True):
         """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses (256-frame pixels), NaN for joints the net does not see.
         flip: also read the mirror image (left and right swapped back) and average: held-out
-        PCK@0.1 0.913 -> 0.935, PCK@0.05 0.897 -> 0.920, for twice the keypoint net's time."""
+        PCK@0.1 0.913 -> 0.936, PCK@0.05 0.897 -> 0.922, for twice the keypoint net's time."""
         return self.keypoints.predict(self._batch(images, "pose"), flip=flip)
 
     def parse(self, image256):
