@@ -226,6 +226,7 @@ class PSC_OT_show_photo(bpy.types.Operator):
 
 CLASSES = (PSC_OT_generate_clip, PSC_OT_prepare_photo, PSC_OT_cancel_clip, PSC_OT_export_poses, PSC_OT_detect_rig,
            PSC_OT_show_photo)
+register_classes, unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 
 
 @persistent
@@ -237,8 +238,7 @@ def _cancel_on_load(*_args):
 
 
 def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    register_classes()
     bpy.app.handlers.load_pre.append(_cancel_on_load)
 
 
@@ -248,6 +248,5 @@ def unregister():
     _job = None
     if _cancel_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_cancel_on_load)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()
     overlay_preview.clear()

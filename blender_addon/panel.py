@@ -146,13 +146,4 @@ class PSC_PT_sequencer(_PSCPanel, bpy.types.Panel):
 
 
 CLASSES = (PSC_PT_main, PSC_PT_sequencer)
-
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -120,16 +120,15 @@ class PSC_OT_install_deps(bpy.types.Operator):
 
 
 CLASSES = (PSC_AddonPreferences, PSC_OT_check_interpreter, PSC_OT_install_deps)
+register_classes, unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 
 
 def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    register_classes()
 
 
 def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()
     for state in (CHECK, deps.STATE):
         state["running"] = False  # stops the redraw timers on their next tick
 

@@ -148,11 +148,11 @@ def joint_label(name):
 
 
 CLASSES = (PSC_JointMap, PSC_Settings, PSC_RunState)
+register_classes, unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 
 
 def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    register_classes()
     bpy.types.Scene.psc = PointerProperty(type=PSC_Settings)
     bpy.types.WindowManager.psc_run = PointerProperty(type=PSC_RunState)
 
@@ -160,5 +160,4 @@ def register():
 def unregister():
     del bpy.types.WindowManager.psc_run
     del bpy.types.Scene.psc
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    unregister_classes()

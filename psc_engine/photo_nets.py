@@ -102,3 +102,15 @@ class ParserNet(nn.Module):
         for up, level in zip(self.ups, reversed(range(LEVELS))):
             x = up(x, f[level])
         return self.head(x)
+
+    @torch.inference_mode()
+    def predict(self, image, flip=False):
+        """(B, 3, S, S) -> (B, 7, S, S) class scores.
+
+        flip: also parse the mirror image and average the two (mirrored back): the classes have
+        no left or right, and the two readings' errors are partly independent (held-out mIoU
+        0.742 -> 0.749 for twice the parser's time)."""
+        if not flip:
+            return self(image)
+        scores = self(torch.cat([image, image.flip(-1)]))  # (2B, 7, S, S): the photos, then their mirrors
+        return (scores[:len(image)] + scores[len(image):].flip(-1)) / 2

@@ -67,25 +67,14 @@ class PhotoPreparer:
         size = net_size(self.cards, (net,))
         return F.interpolate(x, size=(size, size), mode="area") if size != x.shape[-1] else x
 
-    @torch.inference_mode()
     def parse_batch(self, images, flip=True):
-        """(B, 256, 256, 3) uint8 -> (B, 256, 256) uint8 class labels.
-
-        flip: also parse the mirror image and average the two (mirrored back): the classes have
-        no left or right, and the two readings' errors are partly independent (held-out mIoU
-        0.742 -> 0.749 for twice the parser's time)."""
-        x = self._batch(images, "parsing")  # (B, 3, S, S)
-        if flip:
-            scores = self.parser(torch.cat([x, x.flip(-1)]))  # (2B, 7, S, S): the photos, then their mirrors
-            scores = (scores[:len(x)] + scores[len(x):].flip(-1)) / 2
-        else:
-            scores = self.parser(x)
+        """(B, 256, 256, 3) uint8 -> (B, 256, 256) uint8 class labels; flip: see ParserNet.predict."""
+        scores = self.parser.predict(self._batch(images, "parsing"), flip=flip)  # (B, 7, S, S)
         return full_size_labels(scores).to(torch.uint8).cpu().numpy()
 
     def pose_batch(self, images, flip=True):
-        """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses (256-frame pixels), NaN for joints the net does not see.
-        flip: also read the mirror image (left and right swapped back) and average: held-out
-        PCK@0.1 0.913 -> 0.936, PCK@0.05 0.897 -> 0.922, for twice the keypoint net's time."""
+        """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses (256-frame pixels), NaN for joints the net does
+        not see; flip: see KeypointNet.predict (held-out PCK@0.1 0.913 -> 0.936, PCK@0.05 0.897 -> 0.922)."""
         return self.keypoints.predict(self._batch(images, "pose"), flip=flip)
 
     def parse(self, image256):
