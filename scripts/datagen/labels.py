@@ -70,7 +70,10 @@ def joints_2d(scene, cam, bvh, joints3d):
 
 
 def format_poses(poses, ts):
-    """(P, 18, 2) poses (NaN = missing) and their t -> the original's CSV text, 2 decimals."""
+    """(P, 18, 2) poses (NaN = missing) and their t -> the original's CSV text, 2 decimals.
+
+    Not psc_engine.poses.format_pose_csv on purpose: that one casts to float32 and writes 3
+    decimals, and every rendered sample's bytes (made again from its seed) depend on this one."""
     lines = []
     for t, pose in zip(ts, poses):
         for axis in range(2):
