@@ -138,16 +138,20 @@ def test_fast_path_matches_the_float32_reference(tiny_weights):
 
 
 def test_memory_is_flat_in_the_number_of_frames(tiny_weights, tmp_path):
-    """Peak RSS of `animate` over 160 frames stays within 60 MiB of the same job over 20."""
+    """Peak RSS of `animate` over 960 frames stays within 100 MiB of the same job over 80.
+
+    Peak RSS is noisy in the first hundred frames while allocators warm up (460-520 MiB for
+    20-160 frames, 515-535 for 160-640, one OpenMP thread), so the long job is long: keeping its
+    880 extra frames, even as uint8, would add 165 MiB."""
     from psc_engine.images import write_png
     from psc_engine.poses import write_pose_csv
 
-    image, parsing, pose, targets = example_inputs(160)
+    image, parsing, pose, targets = example_inputs(960)
     write_png(tmp_path / "i.png", image)
     write_png(tmp_path / "s.png", parsing)
     write_pose_csv(tmp_path / "p.csv", pose[None])
     peaks = []
-    for n in (20, 160):
+    for n in (80, 960):
         write_pose_csv(tmp_path / f"t{n}.csv", targets[:n])
         code = ("import resource, runpy, sys; sys.argv = ['psc'] + sys.argv[1:]; "
                 "from psc_engine.cli import main; rc = main(); "
@@ -159,8 +163,8 @@ def test_memory_is_flat_in_the_number_of_frames(tiny_weights, tmp_path):
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         peaks.append(int(r.stdout.split("RSS")[-1]) / 1024)
-    assert len(list((tmp_path / "o160").glob("frame_*.png"))) == 160
-    assert peaks[1] - peaks[0] < 60, peaks
+    assert len(list((tmp_path / "o960").glob("frame_*.png"))) == 960
+    assert peaks[1] - peaks[0] < 100, peaks
 
 
 def test_compile_failure_falls_back_to_eager(tiny_weights, monkeypatch):
