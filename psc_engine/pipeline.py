@@ -24,7 +24,7 @@ from .images import NUM_CLASSES, check_image, check_parsing, require_person
 from .layers import at_size, subsample_labels
 from .pm_net import line_poses
 from .poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
-from .weights import load_weights
+from .weights import NETS, load_weights
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
@@ -87,7 +87,7 @@ def load_chain(path=None, device="cpu"):
     path = Path(path) if path is not None else default_weights_dir()
     if not path.is_dir():
         raise PSCError("weights folder not found (expected pm/aa/ct .safetensors + .json)", path)
-    loaded = {name: load_weights(path, name, device=device) for name in ("pm", "aa", "ct")}
+    loaded = {name: load_weights(path, name, device=device) for name in NETS}
     return [net for net, _ in loaded.values()], {name: card for name, (_, card) in loaded.items()}
 
 
