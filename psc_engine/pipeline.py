@@ -110,6 +110,26 @@ def full_size_labels(scores, size=256):
     return scores.argmax(1)
 
 
+BACKGROUND_MARGIN = 16  # pixels of the 256 frame around either person that CT still paints
+
+
+def keep_background(image, source, source_person, target_labels, margin=BACKGROUND_MARGIN):
+    """Away from the person, the frame is the reference photo itself, at full resolution.
+
+    The camera does not move, so neither does the background; only the person does. Far from
+    the person in both the reference and the target frame, CT's output (made at its training
+    size and up-sampled) can only blur or tint what the photo already shows there, and any
+    small error would flicker from frame to frame. `margin` pixels around either person stay
+    CT's (shadows and disoccluded background), with a soft 5-pixel edge.
+    image (B, 3, 256, 256) float; source (1, 3, 256, 256); source_person (1, 1, 256, 256) in {0, 1};
+    target_labels (B, 256, 256).
+    """
+    person = torch.maximum(source_person, (target_labels > 0)[:, None].float())  # (B, 1, 256, 256)
+    near = F.max_pool2d(person, 2 * margin + 1, stride=1, padding=margin)
+    weight = F.avg_pool2d(near, 5, stride=1, padding=2, count_include_pad=False)  # 1 = CT's, 0 = the photo's
+    return torch.lerp(source.float().expand_as(image), image, weight)
+
+
 def is_out_of_memory(error):
     return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
 
@@ -198,7 +218,9 @@ class Pipeline:
         onehot = to_onehot(labels, self.device, self.fmt, self.dtype)
         maps = maps_for(pose[None], self.device, self.size, self.fmt, self.dtype)
         with self._autocast():
-            return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps)}
+            return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps),
+                    "image": to_tensor_image(image, self.device, self.fmt),  # (1, 3, 256, 256), for keep_background
+                    "person": torch.as_tensor(parsing > 0, device=self.device)[None, None].float()}  # (1, 1, 256, 256)
 
     @torch.inference_mode()
     def render(self, reference, target_poses, target_parsings=None):
@@ -231,6 +253,7 @@ class Pipeline:
             image = ct_decode(reference["ct"], to_onehot(labels, memory_format=self.fmt, dtype=self.dtype), maps)["image"]
             if self.size != 256:
                 image = F.interpolate(image.float(), size=(256, 256), mode="bicubic", align_corners=False)
+            image = keep_background(image.float(), reference["image"], reference["person"], labels_full)
             return labels_full, image
 
     def stream(self, image, parsing, pose, target_poses, batch_size=8, on_warning=None):

@@ -249,3 +249,24 @@ def test_nchw_pipeline_gives_the_channels_last_frames(tiny_weights):
     nets = [load_weights(tiny_weights, n)[0] for n in NETS]
     nchw = Pipeline(*nets, device="cpu", channels_last=False).transfer(image, parsing, pose, targets, batch_size=1)
     assert np.abs(nchw.images.astype(int) - cl.images.astype(int)).max() <= 2
+
+
+def test_background_away_from_the_person_is_the_reference_photo(pipe):
+    """keep_background: beyond the margin around both the reference's person and the frame's
+    parsing, each frame is the reference photo's pixels; around the person it is CT's output
+    (the placeholder CT paints something else there)."""
+    import torch.nn.functional as F
+    import torch
+
+    from psc_engine.pipeline import BACKGROUND_MARGIN
+
+    image, parsing, pose, targets = example_inputs(3)
+    shapes = np.stack([np.roll(parsing, dx, axis=1) for dx in (-10, 0, 10)])  # the placeholder AA's would be noise
+    images, labels_out = pipe.render(pipe.encode_reference(image, parsing, pose), targets, shapes)
+    for frame, labels in zip(images.cpu().numpy(), labels_out.cpu().numpy()):
+        person = torch.from_numpy(((labels > 0) | (parsing > 0)).astype(np.float32))[None, None]
+        reach = F.max_pool2d(person, 2 * (BACKGROUND_MARGIN + 3) + 1, stride=1, padding=BACKGROUND_MARGIN + 3)[0, 0].numpy()
+        far, on = reach == 0, person[0, 0].numpy() > 0
+        assert far.mean() > 0.3
+        assert np.abs(frame[far].astype(int) - image[far].astype(int)).max() <= 1
+        assert np.abs(frame[on].astype(int) - image[on].astype(int)).mean() > 5
