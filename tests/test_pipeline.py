@@ -265,7 +265,7 @@ def test_background_away_from_the_person_is_the_reference_photo(pipe):
     images, labels_out = pipe.render(pipe.encode_reference(image, parsing, pose), targets, shapes)
     for frame, labels in zip(images.cpu().numpy(), labels_out.cpu().numpy()):
         person = torch.from_numpy(((labels > 0) | (parsing > 0)).astype(np.float32))[None, None]
-        reach = F.max_pool2d(person, 2 * (BACKGROUND_MARGIN + 3) + 1, stride=1, padding=BACKGROUND_MARGIN + 3)[0, 0].numpy()
+        reach = F.max_pool2d(person, 2 * (BACKGROUND_MARGIN + 8) + 1, stride=1, padding=BACKGROUND_MARGIN + 8)[0, 0].numpy()
         far, on = reach == 0, person[0, 0].numpy() > 0
         assert far.mean() > 0.3
         assert np.abs(frame[far].astype(int) - image[far].astype(int)).max() <= 1
