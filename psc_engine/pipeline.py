@@ -129,7 +129,7 @@ def keep_background(image, source, source_person, target_labels, margin=BACKGROU
     cells = margin // 4
     near = F.max_pool2d(F.max_pool2d(person, 4), 2 * cells + 1, stride=1, padding=cells)  # (B, 1, 64, 64)
     weight = F.interpolate(near, size=image.shape[-2:], mode="bilinear", align_corners=False)  # 1 = CT's, 0 = the photo's
-    return torch.lerp(source.float().expand_as(image), image, weight)
+    return torch.lerp(source.expand_as(image), image, weight)
 
 
 def is_out_of_memory(error):
@@ -215,13 +215,14 @@ class Pipeline:
         image = check_image(image)
         parsing = require_person(check_parsing(parsing))
         pose = require_joints(as_pose_array(pose, "pose"))
-        img, labels = at_size(to_tensor_image(image, self.device, self.fmt), torch.from_numpy(parsing[None]), self.size)
+        full = to_tensor_image(image, self.device, self.fmt)  # (1, 3, 256, 256) float32, also for keep_background
+        img, labels = at_size(full, torch.from_numpy(parsing[None]), self.size)
         img = img.to(self.dtype).contiguous(memory_format=self.fmt)
         onehot = to_onehot(labels, self.device, self.fmt, self.dtype)
         maps = maps_for(pose[None], self.device, self.size, self.fmt, self.dtype)
         with self._autocast():
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps),
-                    "image": to_tensor_image(image, self.device, self.fmt),  # (1, 3, 256, 256), for keep_background
+                    "image": full,
                     "person": torch.as_tensor(parsing > 0, device=self.device)[None, None].float()}  # (1, 1, 256, 256)
 
     @torch.inference_mode()
