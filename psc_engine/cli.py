@@ -294,6 +294,9 @@ def build_parser():
     tr.add_argument("--base", type=int, default=16, help="base channel width")
     tr.add_argument("--size", type=int, default=256, choices=[128, 256], help="training resolution (128: a cheaper first stage)")
     tr.add_argument("--init", help="start from these trained weights (a folder with <model>.safetensors + .json), fresh optimiser")
+    tr.add_argument("--shape_from", help="CT only: a weights folder whose AA-Net (frozen) gives CT the target parsings "
+                    "it reads on --shape_mix of the items, as in the chain; losses stay on the truth")
+    tr.add_argument("--shape_mix", type=float, default=0.5, help="share of items where CT reads AA's parsing (with --shape_from)")
     tr.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this many minutes")
     tr.add_argument("--checkpoint_minutes", type=float, default=5)
     tr.add_argument("--seed", type=int, default=0)

@@ -39,8 +39,13 @@ def _dist():
     return rank, world
 
 
-def step_loss(kind, net, batch, probe):
-    """One training step's loss (and its terms) for net `kind` on a batch from batches.py."""
+def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0):
+    """One training step's loss (and its terms) for net `kind` on a batch from batches.py.
+
+    CT with a `shape_net` (a frozen AA-Net): on a `shape_mix` share of the items CT reads the
+    target parsing AA predicts, as the chain gives it at run time, instead of the true one; its
+    losses still compare against the true image and parsing. CT trained on true parsings alone
+    never sees AA's mistakes (lost fingers, ragged hems, hair read as face) until it is used."""
     if kind == "pm":
         from .losses import pm_losses
 
@@ -52,7 +57,14 @@ def step_loss(kind, net, batch, probe):
         return keypoint_losses(net, batch["image"], batch["heatmaps"], batch["visible"])
     if kind == "parsing":
         return parser_losses(net(batch["image"]), batch["labels"])
-    out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], batch["tgt_onehot"], batch["tgt_maps"])
+    shape = batch["tgt_onehot"]
+    if shape_net is not None and shape_mix > 0:
+        with torch.no_grad():
+            labels = shape_net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).argmax(1)  # (B, H, W)
+            predicted = torch.nn.functional.one_hot(labels, shape.shape[1]).permute(0, 3, 1, 2).to(shape.dtype)
+        use = torch.rand(shape.shape[0], device=shape.device) < shape_mix  # seeded per step: resumes exactly
+        shape = torch.where(use[:, None, None, None], predicted, shape)
+    out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], shape, batch["tgt_maps"])
     return ct_losses(probe, out, batch["tgt_image"], batch["tgt_onehot"], batch["src_onehot"])
 
 
@@ -129,6 +141,14 @@ def train(args, out=sys.stderr):
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     probe = RandomFeatures().to(device) if args.model == "ct" else None
+    shape_net, shape_mix = None, getattr(args, "shape_mix", 0.0)
+    if getattr(args, "shape_from", None):
+        if args.model != "ct":
+            raise PSCError("--shape_from only applies to --model ct (CT reading AA's parsings)")
+        if not 0 <= shape_mix <= 1:
+            raise PSCError(f"--shape_mix must lie in [0, 1], got {shape_mix}")
+        shape_net = load_weights(args.shape_from, "aa", device=device)[0].eval().requires_grad_(False)
+        info["shape_from"] = {"from": str(args.shape_from), "mix": shape_mix}
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     info.update(config=net.config, model=args.model, size=args.size, batch=args.batch * world, lr=args.lr,
                 samples=len(data), data=[str(d) for d in args.data_dir],
@@ -142,7 +162,7 @@ def train(args, out=sys.stderr):
             save_weights(net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
-                         init=info.get("init"))
+                         init=info.get("init"), **({"shape_from": info["shape_from"]} if "shape_from" in info else {}))
             from .draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
@@ -162,7 +182,7 @@ def train(args, out=sys.stderr):
             torch.manual_seed(args.seed * 1_000_003 + step * 31 + rank)
             batch = make_batch(args.model, data, rng, args.batch, args.size, device, augment=not args.no_augment)
             with amp:
-                loss, terms = step_loss(args.model, model, batch, probe)
+                loss, terms = step_loss(args.model, model, batch, probe, shape_net, shape_mix)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

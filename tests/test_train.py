@@ -218,3 +218,31 @@ def test_photo_nets_first_stage_at_128_runs_at_its_size(train_dir, tmp_path):
     assert prep.parse(image).shape == (256, 256)
     pose = prep.pose(image)
     assert pose.shape == (18, 2) and np.all((np.nan_to_num(pose, nan=0) >= 0) & (np.nan_to_num(pose, nan=0) < 256))
+
+
+def test_ct_can_read_the_parsings_aa_predicts(train_dir):
+    """--shape_from: on the chosen share of items CT's target parsing is AA's prediction (as in
+    the chain); everywhere else, and in the losses, it is the truth."""
+    from psc_engine.aa_net import AANet
+    from psc_engine.batches import pair_batch
+    from psc_engine.ct_net import CTNet
+    from psc_engine.losses import RandomFeatures
+    from psc_engine.train import step_loss
+
+    torch.manual_seed(0)
+    aa, ct, seen = AANet(base=4).eval(), CTNet(base=4), []
+    ct.register_forward_pre_hook(lambda net, args: seen.append(args[3].clone()))
+    batch = pair_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128, augment=False)
+    predicted = torch.nn.functional.one_hot(aa(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).argmax(1), 7)
+    predicted = predicted.permute(0, 3, 1, 2).float()
+    assert not torch.equal(predicted, batch["tgt_onehot"])  # an untrained AA gets the parsing wrong
+    for mix, expected in ((0.0, batch["tgt_onehot"]), (1.0, predicted)):
+        loss, _ = step_loss("ct", ct, batch, RandomFeatures(), aa, mix)
+        assert torch.isfinite(loss)
+        assert torch.equal(seen[-1], expected)
+
+
+def test_shape_from_is_for_ct_only(train_dir, tmp_path):
+    r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1", "--batch", "1",
+                "--base", "4", "--size", "128", "--shape_from", tmp_path, "--quiet")
+    assert r.returncode != 0 and "--shape_from only applies to --model ct" in r.stderr
