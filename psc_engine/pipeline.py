@@ -249,11 +249,13 @@ class Pipeline:
             if target_parsings is None:
                 logits = aa_decode(reference["aa"], maps)  # (B, 7, size, size)
                 labels_full = full_size_labels(logits)
-                labels = labels_full if self.size == 256 else logits.argmax(1)
+                # CT reads AA's class probabilities, not their argmax: where AA is unsure (an edge,
+                # a hem) CT sees it, as it did in training (train --shape_from)
+                shape = logits.float().softmax(1).to(self.dtype).contiguous(memory_format=self.fmt)
             else:
                 labels_full = torch.as_tensor(target_parsings, device=self.device).long()
-                labels = subsample_labels(labels_full, self.size)
-            image = ct_decode(reference["ct"], to_onehot(labels, memory_format=self.fmt, dtype=self.dtype), maps)["image"]
+                shape = to_onehot(subsample_labels(labels_full, self.size), memory_format=self.fmt, dtype=self.dtype)
+            image = ct_decode(reference["ct"], shape, maps)["image"]
             if self.size != 256:
                 image = F.interpolate(image.float(), size=(256, 256), mode="bicubic", align_corners=False)
             image = keep_background(image.float(), reference["image"], reference["person"], labels_full)

@@ -43,7 +43,7 @@ def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0):
     """One training step's loss (and its terms) for net `kind` on a batch from batches.py.
 
     CT with a `shape_net` (a frozen AA-Net): on a `shape_mix` share of the items CT reads the
-    target parsing AA predicts, as the chain gives it at run time, instead of the true one; its
+    target parsing AA predicts (its class probabilities), as the chain gives it at run time, instead of the true one; its
     losses still compare against the true image and parsing. CT trained on true parsings alone
     never sees AA's mistakes (lost fingers, ragged hems, hair read as face) until it is used."""
     if kind == "pm":
@@ -60,8 +60,7 @@ def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0):
     shape = batch["tgt_onehot"]
     if shape_net is not None and shape_mix > 0:
         with torch.no_grad():
-            labels = shape_net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).argmax(1)  # (B, H, W)
-            predicted = torch.nn.functional.one_hot(labels, shape.shape[1]).permute(0, 3, 1, 2).to(shape.dtype)
+            predicted = shape_net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).softmax(1).to(shape.dtype)
         use = torch.rand(shape.shape[0], device=shape.device) < shape_mix  # seeded per step: resumes exactly
         shape = torch.where(use[:, None, None, None], predicted, shape)
     out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], shape, batch["tgt_maps"])

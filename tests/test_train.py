@@ -233,8 +233,8 @@ def test_ct_can_read_the_parsings_aa_predicts(train_dir):
     aa, ct, seen = AANet(base=4).eval(), CTNet(base=4), []
     ct.register_forward_pre_hook(lambda net, args: seen.append(args[3].clone()))
     batch = pair_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128, augment=False)
-    predicted = torch.nn.functional.one_hot(aa(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).argmax(1), 7)
-    predicted = predicted.permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        predicted = aa(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).softmax(1)  # AA's class probabilities
     assert not torch.equal(predicted, batch["tgt_onehot"])  # an untrained AA gets the parsing wrong
     for mix, expected in ((0.0, batch["tgt_onehot"]), (1.0, predicted)):
         loss, _ = step_loss("ct", ct, batch, RandomFeatures(), aa, mix)
