@@ -43,9 +43,10 @@ def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0):
     """One training step's loss (and its terms) for net `kind` on a batch from batches.py.
 
     CT with a `shape_net` (a frozen AA-Net): on a `shape_mix` share of the items CT reads the
-    target parsing AA predicts (its class probabilities), as the chain gives it at run time, instead of the true one; its
-    losses still compare against the true image and parsing. CT trained on true parsings alone
-    never sees AA's mistakes (lost fingers, ragged hems, hair read as face) until it is used."""
+    target parsing AA predicts (its class probabilities), as the chain gives it at run time,
+    instead of the true one; its losses still compare against the true image and parsing. CT
+    trained on true parsings alone never sees AA's mistakes (lost fingers, ragged hems, hair
+    read as face) until it is used."""
     if kind == "pm":
         from .losses import pm_losses
 
@@ -140,8 +141,8 @@ def train(args, out=sys.stderr):
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     probe = RandomFeatures().to(device) if args.model == "ct" else None
-    shape_net, shape_mix = None, getattr(args, "shape_mix", 0.0)
-    if getattr(args, "shape_from", None):
+    shape_net, shape_mix = None, args.shape_mix
+    if args.shape_from:
         if args.model != "ct":
             raise PSCError("--shape_from only applies to --model ct (CT reading AA's parsings)")
         if not 0 <= shape_mix <= 1:
