@@ -297,6 +297,8 @@ def build_parser():
     tr.add_argument("--shape_from", help="CT only: a weights folder whose AA-Net (frozen) gives CT the target parsings "
                     "it reads on --shape_mix of the items, as in the chain; losses stay on the truth")
     tr.add_argument("--shape_mix", type=float, default=0.5, help="share of items where CT reads AA's parsing (with --shape_from)")
+    tr.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this "
+                    "decay (e.g. 0.999) and export it instead of the last step's weights; 0: off")
     tr.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this many minutes")
     tr.add_argument("--checkpoint_minutes", type=float, default=5)
     tr.add_argument("--seed", type=int, default=0)

@@ -78,10 +78,10 @@ def make_batch(kind, data, rng, batch, size, device, augment=True):
     return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
 
-def save_checkpoint(path, net, opt, sched, step, info):
+def save_checkpoint(path, net, opt, sched, step, info, ema=None):
     buf = io.BytesIO()
     torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                "info": json.dumps(info)}, buf)
+                "info": json.dumps(info), **({"ema": ema.state_dict()} if ema is not None else {})}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -101,6 +101,19 @@ def read_log(path, up_to_step):
         return []
     with open(path, newline="") as f:
         return [r for r in csv.DictReader(f) if int(r["step"]) <= up_to_step]
+
+
+def make_ema(net, decay):
+    """An exponential moving average of net's weights (torch's AveragedModel), or None for decay 0.
+    With a small learning rate late in training the last step's weights jitter around where the
+    loss is low; their running mean sits nearer the middle, so it is what a run exports."""
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise PSCError(f"--ema must lie in (0, 1), e.g. 0.999, got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def train(args, out=sys.stderr):
@@ -136,6 +149,11 @@ def train(args, out=sys.stderr):
             raise PSCError(f"--init weights have config {init_net.config}, this run {net.config}", args.init)
         net.load_state_dict(init_net.state_dict())
         info["init"] = {"from": str(args.init), "steps": init_card.get("steps"), "size": init_card.get("size")}
+    ema = make_ema(net, args.ema)  # starts as a copy of the weights the run starts from
+    if ema is not None:
+        if args.resume and ckpt_path.exists() and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        info["ema"] = args.ema
     rows = read_log(log_path, step)
     model = net
     if world > 1:
@@ -157,12 +175,13 @@ def train(args, out=sys.stderr):
     def checkpoint():
         if rank == 0:
             info["steps"] = step
-            save_checkpoint(ckpt_path, net, opt, sched, step, info)
+            save_checkpoint(ckpt_path, net, opt, sched, step, info, ema)
             write_log(log_path, rows)
-            save_weights(net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
+            save_weights(ema.module if ema is not None else net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
-                         init=info.get("init"), **({"shape_from": info["shape_from"]} if "shape_from" in info else {}))
+                         init=info.get("init"), **({"shape_from": info["shape_from"]} if "shape_from" in info else {}),
+                         **({"ema": info["ema"]} if "ema" in info else {}))
             from .draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
@@ -188,6 +207,8 @@ def train(args, out=sys.stderr):
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
             step += 1
             now = time.perf_counter()
             info["seconds"] = seconds_before + now - t0

@@ -246,3 +246,39 @@ def test_shape_from_is_for_ct_only(train_dir, tmp_path):
     r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1", "--batch", "1",
                 "--base", "4", "--size", "128", "--shape_from", tmp_path, "--quiet")
     assert r.returncode != 0 and "--shape_from only applies to --model ct" in r.stderr
+
+
+def test_ema_exports_the_running_mean_and_resumes_it(train_dir, tmp_path):
+    """--ema 0.5: after step 1 the export is step 1's weights; after a resumed step 2 it is the mean
+    of steps 1 and 2 (the average's state travels in the checkpoint)."""
+    from psc_engine.weights import load_weights
+
+    common = ["--data_dir", train_dir, "--model", "aa", "--batch", "1", "--base", "4", "--size", "128",
+              "--lr", "1e-2", "--ema", "0.5", "--out", tmp_path, "--quiet"]
+    ckpt = tmp_path / "aa" / "checkpoint.pt"
+
+    def weights():
+        net, card = load_weights(tmp_path / "aa" / "weights", "aa")
+        return net.state_dict(), card
+
+    assert run_cli("train", *common, "--steps", "1").returncode == 0
+    step1 = torch.load(ckpt, weights_only=True)["model"]
+    exported, card = weights()
+    assert card["ema"] == 0.5
+    for k, v in step1.items():
+        torch.testing.assert_close(exported[k], v.half().float())
+    r = run_cli("train", *common, "--steps", "2", "--resume")
+    assert r.returncode == 0, r.stderr
+    step2 = torch.load(ckpt, weights_only=True)["model"]
+    exported, _ = weights()
+    moved = 0
+    for k, v in step2.items():
+        torch.testing.assert_close(exported[k], ((step1[k] + v) / 2).half().float(), atol=1e-3, rtol=1e-3)
+        moved += int(not torch.equal(step1[k], v))
+    assert moved > 0  # the second step changed the weights, so the mean differs from both
+
+
+def test_ema_decay_must_lie_in_0_1(train_dir, tmp_path):
+    r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1",
+                "--ema", "1.5", "--quiet")
+    assert r.returncode != 0 and "--ema must lie in (0, 1)" in r.stderr
