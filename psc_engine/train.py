@@ -4,7 +4,7 @@ Runs that fit these machines: `--minutes` stops cleanly with a checkpoint, `--re
 exactly (model, optimiser, scheduler and step are saved; every batch is drawn from a random
 generator seeded by (seed, step), so a resumed run sees the same batches as an unbroken one).
 Checkpoints and the loss log are written atomically; the exported weights (safetensors + card)
-are refreshed at each checkpoint. On CUDA it uses bf16 autocast; under `torchrun` it trains
+are refreshed at each checkpoint (with `--ema`, a moving average of the weights). On CUDA it uses bf16 autocast; under `torchrun` it trains
 data-parallel (DistributedDataParallel), each rank drawing its own batches.
 """
 import csv
@@ -177,7 +177,8 @@ def train(args, out=sys.stderr):
             info["steps"] = step
             save_checkpoint(ckpt_path, net, opt, sched, step, info, ema)
             write_log(log_path, rows)
-            save_weights(ema.module if ema is not None else net, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
+            exported = ema.module if ema is not None else net  # --ema: the moving average, not the last step
+            save_weights(exported, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
                          init=info.get("init"), **({"shape_from": info["shape_from"]} if "shape_from" in info else {}),
