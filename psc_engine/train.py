@@ -4,8 +4,9 @@ Runs that fit these machines: `--minutes` stops cleanly with a checkpoint, `--re
 exactly (model, optimiser, scheduler and step are saved; every batch is drawn from a random
 generator seeded by (seed, step), so a resumed run sees the same batches as an unbroken one).
 Checkpoints and the loss log are written atomically; the exported weights (safetensors + card)
-are refreshed at each checkpoint (with `--ema`, a moving average of the weights). On CUDA it uses bf16 autocast; under `torchrun` it trains
-data-parallel (DistributedDataParallel), each rank drawing its own batches.
+are refreshed at each checkpoint (with `--ema`, a moving average of the weights). On CUDA it
+uses bf16 autocast; under `torchrun` it trains data-parallel (DistributedDataParallel), each
+rank drawing its own batches.
 """
 import csv
 import io
@@ -181,8 +182,7 @@ def train(args, out=sys.stderr):
             save_weights(exported, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
-                         init=info.get("init"), **({"shape_from": info["shape_from"]} if "shape_from" in info else {}),
-                         **({"ema": info["ema"]} if "ema" in info else {}))
+                         init=info.get("init"), **{k: info[k] for k in ("shape_from", "ema") if k in info})
             from .draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
