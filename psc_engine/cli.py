@@ -299,6 +299,8 @@ def build_parser():
     tr.add_argument("--shape_mix", type=float, default=0.5, help="share of items where CT reads AA's parsing (with --shape_from)")
     tr.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this "
                     "decay (e.g. 0.999) and export it instead of the last step's weights; 0: off")
+    tr.add_argument("--ssim_weight", type=float, default=1.0, help="CT only: weight of the SSIM term against the "
+                    "others (L1, gradients, face and clothing L2, texture, flow), each weighted as losses.py says")
     tr.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this many minutes")
     tr.add_argument("--checkpoint_minutes", type=float, default=5)
     tr.add_argument("--seed", type=int, default=0)

@@ -108,8 +108,9 @@ def image_gradients(x):
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def ct_losses(probe, out, target_image, target_onehot, source_onehot):
-    """All CT terms; target_onehot / source_onehot are (B, 7, H, W) true parsings."""
+def ct_losses(probe, out, target_image, target_onehot, source_onehot, ssim_weight=1.0):
+    """All CT terms; target_onehot / source_onehot are (B, 7, H, W) true parsings. ssim_weight
+    scales the SSIM term against the others (`train --ssim_weight`)."""
     pred = out["image"]
     l1 = (pred - target_image).abs().mean()
     ssim_term = 1 - ssim(pred, target_image).mean()
@@ -133,7 +134,7 @@ def ct_losses(probe, out, target_image, target_onehot, source_onehot):
     full = resize_flow(out["flows"][min(out["flows"])], source_onehot.shape[-2:])
     flow_term = flow_term + (warp(source_onehot, full) - target_onehot).abs().mean()
     smooth = sum(image_gradients(f)[0].abs().mean() + image_gradients(f)[1].abs().mean() for f in out["flows"].values())
-    total = (l1 + ssim_term + grad + face_l2 + cloth_l2 + 0.5 * sob + 0.1 * style + flow_term + 0.1 * smooth)
+    total = (l1 + ssim_weight * ssim_term + grad + face_l2 + cloth_l2 + 0.5 * sob + 0.1 * style + flow_term + 0.1 * smooth)
     return total, {"l1": l1.item(), "ssim": ssim_term.item(), "grad": grad.item(), "face": face_l2.item(),
                    "cloth": cloth_l2.item(), "sobel": sob.item(), "style": float(style.detach()), "flow": float(flow_term.detach())}
 

@@ -40,7 +40,7 @@ def _dist():
     return rank, world
 
 
-def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0):
+def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0, ssim_weight=1.0):
     """One training step's loss (and its terms) for net `kind` on a batch from batches.py.
 
     CT with a `shape_net` (a frozen AA-Net): on a `shape_mix` share of the items CT reads the
@@ -66,7 +66,7 @@ def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0):
         use = torch.rand(shape.shape[0], device=shape.device) < shape_mix  # seeded per step: resumes exactly
         shape = torch.where(use[:, None, None, None], predicted, shape)
     out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], shape, batch["tgt_maps"])
-    return ct_losses(probe, out, batch["tgt_image"], batch["tgt_onehot"], batch["src_onehot"])
+    return ct_losses(probe, out, batch["tgt_image"], batch["tgt_onehot"], batch["src_onehot"], ssim_weight)
 
 
 def make_batch(kind, data, rng, batch, size, device, augment=True):
@@ -168,6 +168,13 @@ def train(args, out=sys.stderr):
             raise PSCError(f"--shape_mix must lie in [0, 1], got {shape_mix}")
         shape_net = load_weights(args.shape_from, "aa", device=device)[0].eval().requires_grad_(False)
         info["shape_from"] = {"from": str(args.shape_from), "mix": shape_mix}
+    ssim_weight = args.ssim_weight
+    if ssim_weight != 1.0:
+        if args.model != "ct":
+            raise PSCError("--ssim_weight only applies to --model ct")
+        if ssim_weight < 0:
+            raise PSCError(f"--ssim_weight must be at least 0, got {ssim_weight}")
+        info["ssim_weight"] = ssim_weight
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     info.update(config=net.config, model=args.model, size=args.size, batch=args.batch * world, lr=args.lr,
                 samples=len(data), data=[str(d) for d in args.data_dir],
@@ -182,7 +189,7 @@ def train(args, out=sys.stderr):
             save_weights(exported, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
-                         init=info.get("init"), **{k: info[k] for k in ("shape_from", "ema") if k in info})
+                         init=info.get("init"), **{k: info[k] for k in ("shape_from", "ema", "ssim_weight") if k in info})
             from .draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
@@ -202,7 +209,7 @@ def train(args, out=sys.stderr):
             torch.manual_seed(args.seed * 1_000_003 + step * 31 + rank)
             batch = make_batch(args.model, data, rng, args.batch, args.size, device, augment=not args.no_augment)
             with amp:
-                loss, terms = step_loss(args.model, model, batch, probe, shape_net, shape_mix)
+                loss, terms = step_loss(args.model, model, batch, probe, shape_net, shape_mix, ssim_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -242,6 +242,25 @@ def test_ct_can_read_the_parsings_aa_predicts(train_dir):
         assert torch.equal(seen[-1], expected)
 
 
+def test_ssim_weight_scales_the_ssim_term_only(train_dir, tmp_path):
+    """--ssim_weight w: CT's total loss grows by (w - 1) times its SSIM term, every other term
+    unchanged; it is CT's option only."""
+    from psc_engine.batches import pair_batch
+    from psc_engine.ct_net import CTNet
+    from psc_engine.losses import RandomFeatures
+    from psc_engine.train import step_loss
+
+    torch.manual_seed(0)
+    ct = CTNet(base=4)
+    batch = pair_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128, augment=False)
+    (one, terms), (three, terms3) = (step_loss("ct", ct, batch, RandomFeatures(), ssim_weight=w) for w in (1.0, 3.0))
+    assert terms == terms3 and terms["ssim"] > 0.1  # an untrained CT is far from the target
+    assert three.item() == pytest.approx(one.item() + 2 * terms["ssim"], rel=1e-5)
+    r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1",
+                "--ssim_weight", "3", "--quiet")
+    assert r.returncode != 0 and "--ssim_weight only applies to --model ct" in r.stderr
+
+
 def test_shape_from_is_for_ct_only(train_dir, tmp_path):
     r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1", "--batch", "1",
                 "--base", "4", "--size", "128", "--shape_from", tmp_path, "--quiet")
