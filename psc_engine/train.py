@@ -40,6 +40,9 @@ def _dist():
     return rank, world
 
 
+CARD_OPTIONS = ("shape_from", "ema", "ssim_weight")  # training options the exported card records when used
+
+
 def step_loss(kind, net, batch, probe, shape_net=None, shape_mix=0.0, ssim_weight=1.0):
     """One training step's loss (and its terms) for net `kind` on a batch from batches.py.
 
@@ -150,6 +153,8 @@ def train(args, out=sys.stderr):
             raise PSCError(f"--init weights have config {init_net.config}, this run {net.config}", args.init)
         net.load_state_dict(init_net.state_dict())
         info["init"] = {"from": str(args.init), "steps": init_card.get("steps"), "size": init_card.get("size")}
+    for key in CARD_OPTIONS:  # a resumed run's card says what this invocation uses, not what the last one did
+        info.pop(key, None)
     ema = make_ema(net, args.ema)  # starts as a copy of the weights the run starts from
     if ema is not None:
         if args.resume and ckpt_path.exists() and "ema" in state:
@@ -189,7 +194,7 @@ def train(args, out=sys.stderr):
             save_weights(exported, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
-                         init=info.get("init"), **{k: info[k] for k in ("shape_from", "ema", "ssim_weight") if k in info})
+                         init=info.get("init"), **{k: info[k] for k in CARD_OPTIONS if k in info})
             from .draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
