@@ -120,6 +120,13 @@ def make_ema(net, decay):
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
+def option_text(value):
+    """A card option for a one-line note: 0.999, 'weights (mix 0.5)', or 'none'."""
+    if value is None:
+        return "none"
+    return f"{value['from']} (mix {value['mix']})" if isinstance(value, dict) else str(value)
+
+
 def train(args, out=sys.stderr):
     rank, world = _dist()
     device = pick_device(args.device)
@@ -153,8 +160,7 @@ def train(args, out=sys.stderr):
             raise PSCError(f"--init weights have config {init_net.config}, this run {net.config}", args.init)
         net.load_state_dict(init_net.state_dict())
         info["init"] = {"from": str(args.init), "steps": init_card.get("steps"), "size": init_card.get("size")}
-    for key in CARD_OPTIONS:  # a resumed run's card says what this invocation uses, not what the last one did
-        info.pop(key, None)
+    before = {key: info.pop(key, None) for key in CARD_OPTIONS}  # the card says what this invocation uses
     ema = make_ema(net, args.ema)  # starts as a copy of the weights the run starts from
     if ema is not None:
         if args.resume and ckpt_path.exists() and "ema" in state:
@@ -180,6 +186,11 @@ def train(args, out=sys.stderr):
         if ssim_weight < 0:
             raise PSCError(f"--ssim_weight must be at least 0, got {ssim_weight}")
         info["ssim_weight"] = ssim_weight
+    if args.resume and ckpt_path.exists() and rank == 0:
+        for key in CARD_OPTIONS:  # said even with --quiet: the run continues, but not as it began
+            if before[key] != info.get(key):
+                print(f"note: resuming {ckpt_path} with {key} {option_text(info.get(key))}; "
+                      f"its last run had {option_text(before[key])}", file=out)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     info.update(config=net.config, model=args.model, size=args.size, batch=args.batch * world, lr=args.lr,
                 samples=len(data), data=[str(d) for d in args.data_dir],

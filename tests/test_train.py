@@ -260,14 +260,19 @@ def test_ssim_weight_scales_the_ssim_term_only(train_dir, tmp_path):
     r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1",
                 "--ssim_weight", "3", "--quiet")
     assert r.returncode != 0 and "--ssim_weight only applies to --model ct" in r.stderr
-    # the card records the weight, and a resume without it (plain losses from there) drops it
+    # the card records the weight, and a resume without it (plain losses from there) drops it...
     args = ["train", "--data_dir", train_dir, "--model", "ct", "--out", tmp_path, "--batch", "1", "--base", "4",
             "--size", "128", "--quiet"]
     card = tmp_path / "ct" / "weights" / "ct.json"
     assert run_cli(*args, "--steps", "1", "--ssim_weight", "3").returncode == 0
     assert json.loads(card.read_text())["ssim_weight"] == 3.0
-    assert run_cli(*args, "--steps", "2", "--resume").returncode == 0
+    r = run_cli(*args, "--steps", "2", "--resume")
+    assert r.returncode == 0, r.stderr
     assert "ssim_weight" not in json.loads(card.read_text())
+    # ...and says so, even with --quiet, since the run no longer goes on as it began
+    assert "with ssim_weight none; its last run had 3.0" in r.stderr
+    r = run_cli(*args, "--steps", "3", "--resume")
+    assert r.returncode == 0 and "note:" not in r.stderr  # the same options again: nothing to say
 
 
 def test_shape_from_is_for_ct_only(train_dir, tmp_path):
