@@ -9,6 +9,11 @@ py=${PYTHON:-python}
 # net:steps:size:batch -- the cheaper 128x128 stage first (4x fewer pixels, ~8x faster per step here;
 # the photo nets read photos and train at 256 only);
 # PLAN="..." in the environment replaces it (e.g. only the PSC nets).
+# ARGS_<net>="..." adds options to that net's runs; the defaults are the recipe the shipped
+# weights were trained with: a moving average of the weights for AA and CT, and CT's SSIM term
+# weighted 3 (see weights/README.md). ARGS_ct="" turns them off.
+ARGS_aa=${ARGS_aa---ema 0.999}
+ARGS_ct=${ARGS_ct---ema 0.999 --ssim_weight 3}
 plan=${PLAN:-"aa:4000:128:4 ct:4000:128:4 pm:3000:128:4 aa:6000:256:4 ct:6000:256:2 pose:4000:256:8 parsing:3000:256:8"}
 while true; do
   progress=0
@@ -26,9 +31,10 @@ while true; do
       init="--init $runs/128/$net/weights"
     fi
     resume=""; [ -f "$out/$net/checkpoint.pt" ] && resume="--resume"
+    extra_var="ARGS_$net"; extra=${!extra_var:-}
     echo "$(date '+%F %T') $net @${size}: step $done_steps/$steps, slice $slice min"
     $py -m psc_engine train --data_dir "$data" --model "$net" --out "$out" --steps "$steps" --size "$size" \
-        --batch "$batch" --minutes "$slice" --checkpoint_minutes 5 $resume $init --quiet || exit 1
+        --batch "$batch" --minutes "$slice" --checkpoint_minutes 5 $resume $init $extra --quiet || exit 1
     progress=1
   done
   [ "$progress" = 0 ] && { echo "all nets at their steps"; break; }
