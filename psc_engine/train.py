@@ -139,13 +139,14 @@ def train(args, out=sys.stderr):
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "losses.csv"
     if ckpt_path.exists() and not args.resume:
         raise PSCError("a checkpoint is already here; pass --resume to continue it or choose another --out", ckpt_path)
+    resumed = args.resume and ckpt_path.exists()  # --resume with no checkpoint yet starts afresh
 
     torch.manual_seed(args.seed)  # the initial weights, too, come from the seed
     net = build_net(args.model, {"base": args.base}).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, args.steps // 4), gamma=0.5)  # halve each quarter
     step, info = 0, {"seconds": 0.0, "samples_seen": 0}
-    if args.resume and ckpt_path.exists():
+    if resumed:
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
@@ -163,7 +164,7 @@ def train(args, out=sys.stderr):
     before = {key: info.pop(key, None) for key in CARD_OPTIONS}  # the card says what this invocation uses
     ema = make_ema(net, args.ema)  # starts as a copy of the weights the run starts from
     if ema is not None:
-        if args.resume and ckpt_path.exists() and "ema" in state:
+        if resumed and "ema" in state:
             ema.load_state_dict(state["ema"])
         info["ema"] = args.ema
     rows = read_log(log_path, step)
@@ -186,7 +187,7 @@ def train(args, out=sys.stderr):
         if ssim_weight < 0:
             raise PSCError(f"--ssim_weight must be at least 0, got {ssim_weight}")
         info["ssim_weight"] = ssim_weight
-    if args.resume and ckpt_path.exists() and rank == 0:
+    if resumed and rank == 0:
         for key in CARD_OPTIONS:  # said even with --quiet: the run continues, but not as it began
             if before[key] != info.get(key):
                 print(f"note: resuming {ckpt_path} with {key} {option_text(info.get(key))}; "
