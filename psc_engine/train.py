@@ -148,12 +148,13 @@ def train(args, out=sys.stderr):
     step, info = 0, {"seconds": 0.0, "samples_seen": 0}
     if resumed:
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        step, info = state["step"], json.loads(state["info"])
+        if info.get("config") and info["config"] != net.config:  # before loading: a mismatch is one line, not a traceback
+            raise PSCError(f"checkpoint was trained with {info['config']}, not {net.config}; give the same --base",
+                           ckpt_path)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         sched.load_state_dict(state["sched"])
-        step, info = state["step"], json.loads(state["info"])
-        if info.get("config") and info["config"] != net.config:
-            raise PSCError(f"checkpoint was trained with {info['config']}, not {net.config}", ckpt_path)
     elif args.init:
         # A new stage (e.g. 256x256 after a cheaper 128x128 one) starts from trained weights, fresh optimiser.
         init_net, init_card = load_weights(args.init, args.model)

@@ -315,3 +315,16 @@ def test_ema_decay_must_lie_in_0_1(train_dir, tmp_path):
     r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--steps", "1",
                 "--ema", "1.5", "--quiet")
     assert r.returncode != 0 and "--ema must lie in (0, 1)" in r.stderr
+
+
+def test_resume_with_another_width_is_one_line(train_dir, tmp_path):
+    """A resume whose --base differs from the checkpoint's says so in one line (it used to fail
+    with load_state_dict's traceback), and leaves the checkpoint as it was."""
+    common = ["--data_dir", train_dir, "--model", "aa", "--out", tmp_path, "--batch", "1", "--size", "128", "--quiet"]
+    assert run_cli("train", *common, "--steps", "1", "--base", "4").returncode == 0
+    ckpt = tmp_path / "aa" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    r = run_cli("train", *common, "--steps", "2", "--base", "8", "--resume")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "checkpoint was trained with" in r.stderr and "--base" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert ckpt.read_bytes() == before
