@@ -25,7 +25,15 @@ def _blur(x):
 
 
 def ssim_map(a, b, data_range=2.0):
-    """(B, C, H, W) x2 -> (B, 1, H, W) per-pixel SSIM averaged over channels ('valid' window region padded by reflection)."""
+    """(B, C, H, W) x2 -> (B, 1, H, W) per-pixel SSIM averaged over channels ('valid' window region padded by reflection).
+    Always in float32, autocast or not: the variances are differences of near-equal means
+    (E[a^2] - E[a]^2), which bfloat16's 8 bits cannot resolve (a training loss's SSIM term read
+    0.30 in place of 0.08 under bf16 autocast)."""
+    with torch.autocast(a.device.type, enabled=False):
+        return _ssim_map(a.float(), b.float(), data_range)
+
+
+def _ssim_map(a, b, data_range):
     c = a.shape[1]
     # the five local means in one filtering pass: (B, 5C, H, W) -> five (B, C, H, W)
     mu_a, mu_b, m_aa, m_bb, m_ab = _blur(torch.cat([a, b, a * a, b * b, a * b], 1)).split(c, 1)

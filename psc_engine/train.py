@@ -5,7 +5,7 @@ exactly (model, optimiser, scheduler and step are saved; every batch is drawn fr
 generator seeded by (seed, step), so a resumed run sees the same batches as an unbroken one).
 Checkpoints and the loss log are written atomically; the exported weights (safetensors + card)
 are refreshed at each checkpoint (with `--ema`, a moving average of the weights). On CUDA it
-uses bf16 autocast; under `torchrun` it trains data-parallel (DistributedDataParallel), each
+uses bf16 autocast (`--precision bf16` asks for it on the CPU too); under `torchrun` it trains data-parallel (DistributedDataParallel), each
 rank drawing its own batches.
 """
 import csv
@@ -193,8 +193,11 @@ def train(args, out=sys.stderr):
             if before[key] != info.get(key):
                 print(f"note: resuming {ckpt_path} with {key} {option_text(info.get(key))}; "
                       f"its last run had {option_text(before[key])}", file=out)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    info.update(config=net.config, model=args.model, size=args.size, batch=args.batch * world, lr=args.lr,
+    precision = getattr(args, "precision", "auto")
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    info.update(config=net.config, model=args.model, size=args.size, batch=args.batch * world, lr=args.lr, precision=precision,
                 samples=len(data), data=[str(d) for d in args.data_dir],
                 hardware=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} ({platform.machine()})")
 
@@ -206,7 +209,7 @@ def train(args, out=sys.stderr):
             exported = ema.module if ema is not None else net  # --ema: the moving average, not the last step
             save_weights(exported, args.model, run_dir / "weights", placeholder=False, trained=True, steps=step,
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
-                         seconds=round(info["seconds"]), hardware=info["hardware"], batch=info["batch"],
+                         seconds=round(info["seconds"]), hardware=info["hardware"], precision=info["precision"], batch=info["batch"],
                          init=info.get("init"), **{k: info[k] for k in CARD_OPTIONS if k in info})
             from .draw import loss_plot
 
