@@ -5,8 +5,8 @@ exactly (model, optimiser, scheduler and step are saved; every batch is drawn fr
 generator seeded by (seed, step), so a resumed run sees the same batches as an unbroken one).
 Checkpoints and the loss log are written atomically; the exported weights (safetensors + card)
 are refreshed at each checkpoint (with `--ema`, a moving average of the weights). On CUDA it
-uses bf16 autocast (`--precision bf16` asks for it on the CPU too); under `torchrun` it trains data-parallel (DistributedDataParallel), each
-rank drawing its own batches.
+uses bf16 autocast (`--precision bf16` asks for it on the CPU too); under `torchrun` it trains
+data-parallel (DistributedDataParallel), each rank drawing its own batches.
 """
 import csv
 import io
@@ -193,7 +193,7 @@ def train(args, out=sys.stderr):
             if before[key] != info.get(key):
                 print(f"note: resuming {ckpt_path} with {key} {option_text(info.get(key))}; "
                       f"its last run had {option_text(before[key])}", file=out)
-    precision = getattr(args, "precision", "auto")
+    precision = args.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
