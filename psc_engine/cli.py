@@ -36,9 +36,9 @@ def _pipeline(args):
 
 
 def cmd_test(args):
-    from .draw import process_strip
-    from .layout import load_test_layout
-    from .outputs import OutputDir
+    from .formats.draw import process_strip
+    from .formats.test_layout import load_test_layout
+    from .formats.outputs import OutputDir
 
     samples = load_test_layout(args.data_dir)  # everything read and checked before writing
     pipe = _pipeline(args)
@@ -69,7 +69,7 @@ def _complete(args, image, parsing, pose, what):
 
 def _target_poses(args, pipe):
     """Every frame's pose: from --poses, or PM-Net between --key_poses at --key_frames."""
-    from .poses import read_pose_csv
+    from .formats.poses import read_pose_csv
 
     if args.poses:
         return read_pose_csv(args.poses)[1]
@@ -91,9 +91,9 @@ def _target_poses(args, pipe):
 
 
 def cmd_animate(args):
-    from .images import read_image, read_parsing, require_person
-    from .outputs import write_frames
-    from .poses import read_pose_csv, require_joints
+    from .formats.images import read_image, read_parsing, require_person
+    from .formats.outputs import write_frames
+    from .formats.poses import read_pose_csv, require_joints
 
     if bool(args.poses) == bool(args.key_poses):
         raise PSCError("give either --poses (one pose per frame) or --key_poses with --key_frames")
@@ -139,7 +139,7 @@ def cmd_animate(args):
 def cmd_bench(args):
     import torch
 
-    from . import bench
+    from .evaluation import bench
     from .pipeline import load_chain, pick_device
     from .weights import NETS, build_net
 
@@ -169,14 +169,14 @@ def cmd_bench(args):
 
 
 def cmd_train(args):
-    from .train import train
+    from .training.train import train
 
     train(args)
     return 0
 
 
 def cmd_evaluate(args):
-    from .evaluate import evaluate, format_table, write_report
+    from .evaluation.evaluate import evaluate, format_table, write_report
     from .prepare import PhotoPreparer
 
     pipe = _pipeline(args) if "psc" in args.parts else None
@@ -197,8 +197,8 @@ def cmd_evaluate(args):
 
 
 def cmd_prepare(args):
-    from .images import write_png
-    from .poses import format_pose_csv
+    from .formats.images import write_png
+    from .formats.poses import format_pose_csv
     from .prepare import PhotoPreparer, open_photo, overlay
 
     photo = open_photo(args.image)
@@ -216,7 +216,7 @@ def cmd_prepare(args):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for name, array in targets.items():
         write_png(out / name, array)
-    from .images import atomic_write_bytes
+    from .formats.images import atomic_write_bytes
 
     atomic_write_bytes(out / "P0" / f"{stem}.csv", format_pose_csv(pose[None]).encode())
     seen = int((~np.isnan(pose).any(-1)).sum())

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PSCError
-from .images import NUM_CLASSES, check_image, check_parsing, require_person
-from .layers import at_size, subsample_labels
-from .pm_net import line_poses
-from .poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
+from .formats.images import NUM_CLASSES, check_image, check_parsing, require_person
+from .nets.layers import at_size, subsample_labels
+from .nets.pm import line_poses
+from .formats.poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import NETS, load_weights
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"

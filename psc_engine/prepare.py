@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .draw import draw_skeleton
+from .formats.draw import draw_skeleton
 from .errors import PSCError
-from .images import colorize_parsing, open_image, to_rgb
+from .formats.images import colorize_parsing, open_image, to_rgb
 from .pipeline import default_weights_dir, full_size_labels, net_size, pick_device, to_tensor_image
 from .weights import load_weights
 

@@ -12,12 +12,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .aa_net import AANet
-from .ct_net import CTNet
+from .nets.aa import AANet
+from .nets.ct import CTNet
 from .errors import PSCError
-from .images import atomic_write_bytes
-from .photo_nets import KeypointNet, ParserNet
-from .pm_net import PMNet
+from .formats.images import atomic_write_bytes
+from .nets.photo import KeypointNet, ParserNet
+from .nets.pm import PMNet
 
 NETS = {"pm": PMNet, "aa": AANet, "ct": CTNet}  # the PSC chain
 PHOTO_NETS = {"pose": KeypointNet, "parsing": ParserNet}  # photo preparation (optional)

@@ -27,7 +27,7 @@ def _load(path, size):
 
 
 def _parsing(path, size):
-    from psc_engine.images import colorize_parsing
+    from psc_engine.formats.images import colorize_parsing
 
     with Image.open(path) as im:
         ids = np.asarray(im.convert("RGB"))[..., 0]
@@ -35,7 +35,7 @@ def _parsing(path, size):
 
 
 def _skeleton(pose, background, size):
-    from psc_engine.draw import draw_skeleton
+    from psc_engine.formats.draw import draw_skeleton
 
     bg = np.asarray(Image.fromarray(background).resize((256, 256), Image.BILINEAR))
     return np.asarray(Image.fromarray(draw_skeleton(pose, background=bg)).resize((size, size), Image.BILINEAR))
@@ -48,7 +48,7 @@ def _label(tile, text):
 
 
 def train_rows(root, stem, size):
-    from psc_engine.poses import read_pose_csv
+    from psc_engine.formats.poses import read_pose_csv
 
     _, poses = read_pose_csv(root / "joint" / f"{stem}.csv")
     imgs, parts, skels = [], [], []
@@ -61,7 +61,7 @@ def train_rows(root, stem, size):
 
 
 def test_rows(root, stem, size):
-    from psc_engine.poses import read_pose_csv
+    from psc_engine.formats.poses import read_pose_csv
 
     img = _load(root / "I0" / f"{stem}.jpg", size)
     p0 = read_pose_csv(root / "P0" / f"{stem}.csv")[1][0]

@@ -56,9 +56,9 @@ def example_inputs():
 
 def drawn_inputs(folder):
     """Stand-in inputs drawn by the engine's helper, while no example photo is bundled."""
-    from psc_engine.bench import example_inputs as draw
-    from psc_engine.images import write_png
-    from psc_engine.poses import write_pose_csv
+    from psc_engine.evaluation.bench import example_inputs as draw
+    from psc_engine.formats.images import write_png
+    from psc_engine.formats.poses import write_pose_csv
 
     image, parsing, pose, _ = draw(2)
     os.makedirs(folder, exist_ok=True)

@@ -6,7 +6,7 @@ just outside the frame. Prints a table; the README's "Pose maps" paragraph quote
 import numpy as np
 import torch
 
-from psc_engine.poses import decode_pose_maps, pose_maps
+from psc_engine.formats.poses import decode_pose_maps, pose_maps
 
 rng = np.random.default_rng(0)
 poses = rng.uniform(4, 251, (64, 18, 2)).astype(np.float32)

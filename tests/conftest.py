@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from psc_engine.bench import example_inputs
-from psc_engine.images import write_png
-from psc_engine.poses import write_pose_csv
+from psc_engine.evaluation.bench import example_inputs
+from psc_engine.formats.images import write_png
+from psc_engine.formats.poses import write_pose_csv
 from psc_engine.weights import make_placeholder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def run_cli(*args, cwd=None, env=None):
 
 def make_train_layout(root, n=2):
     """A drawn train-layout folder: n people, 8 views each (the figure shifted per view)."""
-    from psc_engine.data import VIEWS
+    from psc_engine.formats.train_layout import VIEWS
 
     image, parsing, pose, targets = example_inputs(8)
     for v in VIEWS:

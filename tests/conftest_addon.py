@@ -146,9 +146,9 @@ def addon(private_tmp):
 
 def write_inputs(folder):
     """A drawn photo, its parsing and pose, from the engine's example helper; returns their paths."""
-    from psc_engine.bench import example_inputs
-    from psc_engine.images import write_png
-    from psc_engine.poses import write_pose_csv
+    from psc_engine.evaluation.bench import example_inputs
+    from psc_engine.formats.images import write_png
+    from psc_engine.formats.poses import write_pose_csv
 
     image, parsing, pose, _ = example_inputs(2)
     folder.mkdir(parents=True, exist_ok=True)

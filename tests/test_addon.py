@@ -244,7 +244,7 @@ def test_export_fits_rig_onto_the_photo_pose(addon, tmp_path):
 
 def test_pose_csv_round_trip_matches_engine_reader(addon, tmp_path):
     np = pytest.importorskip("numpy")
-    poses_mod = pytest.importorskip("psc_engine.poses")
+    poses_mod = pytest.importorskip("psc_engine.formats.poses")
     pose = [(float(i), 2.0 * i) for i in range(18)]
     pose[3] = None
     addon.pose_csv.write_poses(str(tmp_path / "p.csv"), [pose, pose], [0.0, 0.5])

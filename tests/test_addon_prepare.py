@@ -18,7 +18,7 @@ def make_photo(path, size=(360, 480)):
     """A photo of another size than 256x256: the drawn person pasted on a grey background."""
     import numpy as np
     from PIL import Image
-    from psc_engine.bench import example_inputs
+    from psc_engine.evaluation.bench import example_inputs
 
     image = example_inputs(2)[0]
     w, h = size

@@ -6,9 +6,9 @@ import numpy as np
 from PIL import Image
 
 from conftest import EXAMPLE, make_test_layout, run_cli
-from psc_engine.bench import example_inputs
-from psc_engine.images import write_png
-from psc_engine.poses import write_pose_csv
+from psc_engine.evaluation.bench import example_inputs
+from psc_engine.formats.images import write_png
+from psc_engine.formats.poses import write_pose_csv
 
 
 def test_test_command_writes_frames_and_process_strips(tiny_weights, test_layout, tmp_path):
@@ -56,7 +56,7 @@ def test_animate_frames_equal_the_api(tiny_weights, tmp_path):
     r = run_cli("animate", "--image", tmp_path / "i.png", "--parsing", tmp_path / "s.png", "--pose", tmp_path / "p.csv",
                 "--poses", tmp_path / "t.csv", "--output_dir", tmp_path / "o", "--weights", tiny_weights)
     assert r.returncode == 0, r.stderr
-    from psc_engine.poses import read_pose_csv
+    from psc_engine.formats.poses import read_pose_csv
     expected = Pipeline.from_pretrained(tiny_weights, "cpu").transfer(image, parsing, read_pose_csv(tmp_path / "p.csv")[1][0],
                                                                       read_pose_csv(tmp_path / "t.csv")[1])
     got = np.stack([np.asarray(Image.open(tmp_path / "o" / f"frame_{i:05d}.png")) for i in (1, 2, 3)])
@@ -162,9 +162,9 @@ def test_shipped_photo_nets_find_the_bundled_person():
     their true S0 and P0): far above what untrained nets give (PCK ~0, mIoU ~0.01)."""
     import torch
 
-    from psc_engine.images import read_image, read_parsing
-    from psc_engine.metrics import confusion, miou, pck
-    from psc_engine.poses import read_pose_csv
+    from psc_engine.formats.images import read_image, read_parsing
+    from psc_engine.evaluation.metrics import confusion, miou, pck
+    from psc_engine.formats.poses import read_pose_csv
     from psc_engine.prepare import PhotoPreparer
 
     prep = PhotoPreparer.from_pretrained(None, "cpu")

@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from psc_engine import PSCError
-from psc_engine.images import read_image, read_parsing, write_png
-from psc_engine.poses import (FLIP_PERM, JOINTS, decode_pose_maps, flip_pose, pose_maps,
+from psc_engine.formats.images import read_image, read_parsing, write_png
+from psc_engine.formats.poses import (FLIP_PERM, JOINTS, decode_pose_maps, flip_pose, pose_maps,
                               read_pose_csv, write_pose_csv)
 
 

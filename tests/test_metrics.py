@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from conftest import make_train_layout, run_cli
-from psc_engine.baselines import piecewise_affine_warp
-from psc_engine.bench import example_inputs
-from psc_engine.metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
+from psc_engine.evaluation.baselines import piecewise_affine_warp
+from psc_engine.evaluation.bench import example_inputs
+from psc_engine.evaluation.metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
 
 
 def test_ssim_of_constant_images_by_hand():
@@ -95,8 +95,8 @@ def test_evaluate_command(tiny_weights, tmp_path):
 
 def test_evaluate_photo_part_scores_the_truth_perfectly(tmp_path):
     """A 'photo net' that returns the true labels scores PCK 1 and mIoU 1: the scoring is aligned."""
-    from psc_engine.data import VIEWS, TrainSet
-    from psc_engine.evaluate import evaluate
+    from psc_engine.formats.train_layout import VIEWS, TrainSet
+    from psc_engine.evaluation.evaluate import evaluate
 
     data = make_train_layout(tmp_path / "data", n=1)
     ds = TrainSet(data)

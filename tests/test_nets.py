@@ -3,11 +3,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from psc_engine.aa_net import AANet
-from psc_engine.ct_net import CTNet, style_codes, spread_style
-from psc_engine.layers import pixels_to_flow, warp
-from psc_engine.pm_net import PMNet
-from psc_engine.poses import pose_maps
+from psc_engine.nets.aa import AANet
+from psc_engine.nets.ct import CTNet, style_codes, spread_style
+from psc_engine.nets.layers import pixels_to_flow, warp
+from psc_engine.nets.pm import PMNet
+from psc_engine.formats.poses import pose_maps
 
 torch.manual_seed(0)
 
@@ -39,8 +39,8 @@ def test_pm_shapes_and_gradients():
 
 def test_untrained_pm_gives_the_straight_line():
     """PM-Net corrects the straight line: with its last layer at zero it returns the line's maps."""
-    from psc_engine.pm_net import line_poses
-    from psc_engine.poses import decode_pose_maps
+    from psc_engine.nets.pm import line_poses
+    from psc_engine.formats.poses import decode_pose_maps
 
     rng = np.random.default_rng(3)
     a, b = (torch.from_numpy(rng.uniform(30, 220, (1, 18, 2)).astype(np.float32)) for _ in range(2))
@@ -114,7 +114,7 @@ def test_bfloat16_warp_samples_at_float32_precision():
     """Grid coordinates in bfloat16 are off by up to half a pixel near the frame's edge; warp
     samples in float32 and returns the flow's dtype, so a bfloat16 flow (here exactly -40.25 px,
     which bfloat16 holds) moves a fine pattern as float32 does, up to bfloat16 output rounding."""
-    from psc_engine.layers import base_grid
+    from psc_engine.nets.layers import base_grid
 
     x = torch.arange(256, dtype=torch.float32)
     src = torch.sin(2 * torch.pi * x / 8).expand(1, 1, 256, 256)  # 8 px stripes: a 0.5 px error shows
@@ -171,9 +171,9 @@ def test_keypoint_scores_decode_to_subpixel_joints():
     decode to its centre (256-frame pixels) exactly, and the training loss is lowest there."""
     import torch.nn.functional as F
 
-    from psc_engine.losses import keypoint_losses
-    from psc_engine.photo_nets import KeypointNet
-    from psc_engine.poses import decode_pose_maps
+    from psc_engine.training.losses import keypoint_losses
+    from psc_engine.nets.photo import KeypointNet
+    from psc_engine.formats.poses import decode_pose_maps
 
     rng = np.random.default_rng(3)
     poses = torch.from_numpy(rng.uniform(20, 236, (2, 18, 2)).astype(np.float32))
@@ -199,8 +199,8 @@ def test_mirrored_keypoint_scores_land_on_the_photos_joints():
     """Flip reading: the scores of the mirrored photo, mirrored back by mirror_scores and with
     left and right swapped, decode to the photo's own joints (a plain grid flip is 3 px off), and
     predict(flip=True) of a net that reads both exactly gives the joints themselves."""
-    from psc_engine.photo_nets import KeypointNet, mirror_scores
-    from psc_engine.poses import FLIP_PERM, decode_pose_maps, flip_pose
+    from psc_engine.nets.photo import KeypointNet, mirror_scores
+    from psc_engine.formats.poses import FLIP_PERM, decode_pose_maps, flip_pose
 
     rng = np.random.default_rng(4)
     poses = rng.uniform(20, 236, (2, 18, 2)).astype(np.float32)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from psc_engine import Pipeline, PSCError
-from psc_engine.bench import example_inputs
+from psc_engine.evaluation.bench import example_inputs
 from psc_engine.weights import load_weights
 
 
@@ -117,7 +117,7 @@ def test_fast_path_matches_the_float32_reference(tiny_weights):
     import torch
     import torch.nn.functional as F
 
-    from psc_engine.poses import pose_maps
+    from psc_engine.formats.poses import pose_maps
     from psc_engine.weights import load_weights
 
     pipe = Pipeline.from_pretrained(tiny_weights, device="cpu")
@@ -144,8 +144,8 @@ def test_memory_is_flat_in_the_number_of_frames(tiny_weights, tmp_path):
     Peak RSS is noisy in the first hundred frames while allocators warm up (460-520 MiB for
     20-160 frames, 515-535 for 160-640, one OpenMP thread), so the long job is long: keeping its
     880 extra frames, even as uint8, would add 165 MiB."""
-    from psc_engine.images import write_png
-    from psc_engine.poses import write_pose_csv
+    from psc_engine.formats.images import write_png
+    from psc_engine.formats.poses import write_pose_csv
 
     image, parsing, pose, targets = example_inputs(960)
     write_png(tmp_path / "i.png", image)

@@ -17,10 +17,10 @@ from PIL import Image
 
 from conftest import make_test_layout, run_cli
 from psc_engine import PSCError
-from psc_engine.bench import example_inputs
-from psc_engine.images import read_image, read_parsing, write_png
-from psc_engine.outputs import OutputDir
-from psc_engine.poses import read_pose_csv, write_pose_csv
+from psc_engine.evaluation.bench import example_inputs
+from psc_engine.formats.images import read_image, read_parsing, write_png
+from psc_engine.formats.outputs import OutputDir
+from psc_engine.formats.poses import read_pose_csv, write_pose_csv
 from psc_engine.weights import load_weights
 
 
@@ -264,7 +264,7 @@ def test_bad_weight_card(tiny_weights, tmp_path):
 
 def test_disk_full_leaves_no_half_written_frames(tmp_path, monkeypatch):
     import errno
-    import psc_engine.images as images
+    import psc_engine.formats.images as images
 
     calls = {"n": 0}
     real = images.atomic_write_bytes

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from conftest import make_train_layout, run_cli
-from psc_engine.augment import apply_affine, flip_batch
+from psc_engine.training.augment import apply_affine, flip_batch
 from psc_engine import PSCError
-from psc_engine.data import TrainSet
-from psc_engine.poses import JOINTS
+from psc_engine.formats.train_layout import TrainSet
+from psc_engine.formats.poses import JOINTS
 
 
 FIXTURE = Path(__file__).parent / "fixtures" / "train_tiny"  # 2 rendered people, made by scripts/make_dataset.py
@@ -46,9 +46,9 @@ def test_a_few_steps_lower_the_loss(train_dir, tmp_path, model):
 def test_pm_learns_a_fixed_batch(train_dir):
     """PM starts at the straight line (its correction is zero); on one fixed batch of real
     transitions a few optimiser steps must lower its loss below that starting point."""
-    from psc_engine.batches import pm_batch
-    from psc_engine.losses import pm_losses
-    from psc_engine.pm_net import PMNet
+    from psc_engine.training.batches import pm_batch
+    from psc_engine.training.losses import pm_losses
+    from psc_engine.nets.pm import PMNet
 
     torch.manual_seed(0)
     net = PMNet(base=4)
@@ -111,9 +111,9 @@ def test_sigterm_checkpoints_the_last_step(train_dir, tmp_path):
 @pytest.mark.parametrize("model", ["pose", "parsing"])
 def test_photo_nets_learn_on_a_rendered_sample(train_dir, model):
     """The keypoint net and the parser: a few steps on one fixed batch lower the loss."""
-    from psc_engine.batches import photo_batch
-    from psc_engine.data import TrainSet
-    from psc_engine.losses import keypoint_losses, parser_losses
+    from psc_engine.training.batches import photo_batch
+    from psc_engine.formats.train_layout import TrainSet
+    from psc_engine.training.losses import keypoint_losses, parser_losses
     from psc_engine.weights import build_net
 
     torch.manual_seed(0)
@@ -197,8 +197,8 @@ def test_torchrun_data_parallel(train_dir, tmp_path, model):
 def test_photo_nets_first_stage_at_128_runs_at_its_size(train_dir, tmp_path):
     """A 128x128 first stage of the photo nets: the batch is 128 (heatmaps 32), the card says 128,
     and PhotoPreparer feeds each net the size it was trained at, answering in 256-frame terms."""
-    from psc_engine.batches import photo_batch
-    from psc_engine.data import TrainSet
+    from psc_engine.training.batches import photo_batch
+    from psc_engine.formats.train_layout import TrainSet
     from psc_engine.prepare import PhotoPreparer
     from psc_engine.weights import make_placeholder
 
@@ -224,11 +224,11 @@ def test_photo_nets_first_stage_at_128_runs_at_its_size(train_dir, tmp_path):
 def test_ct_can_read_the_parsings_aa_predicts(train_dir):
     """--shape_from: on the chosen share of items CT's target parsing is AA's prediction (as in
     the chain); everywhere else, and in the losses, it is the truth."""
-    from psc_engine.aa_net import AANet
-    from psc_engine.batches import pair_batch
-    from psc_engine.ct_net import CTNet
-    from psc_engine.losses import RandomFeatures
-    from psc_engine.train import step_loss
+    from psc_engine.nets.aa import AANet
+    from psc_engine.training.batches import pair_batch
+    from psc_engine.nets.ct import CTNet
+    from psc_engine.training.losses import RandomFeatures
+    from psc_engine.training.train import step_loss
 
     torch.manual_seed(0)
     aa, ct, seen = AANet(base=4).eval(), CTNet(base=4), []
@@ -246,10 +246,10 @@ def test_ct_can_read_the_parsings_aa_predicts(train_dir):
 def test_ssim_weight_scales_the_ssim_term_only(train_dir, tmp_path):
     """--ssim_weight w: CT's total loss grows by (w - 1) times its SSIM term, every other term
     unchanged; it is CT's option only."""
-    from psc_engine.batches import pair_batch
-    from psc_engine.ct_net import CTNet
-    from psc_engine.losses import RandomFeatures
-    from psc_engine.train import step_loss
+    from psc_engine.training.batches import pair_batch
+    from psc_engine.nets.ct import CTNet
+    from psc_engine.training.losses import RandomFeatures
+    from psc_engine.training.train import step_loss
 
     torch.manual_seed(0)
     ct = CTNet(base=4)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .outputs import write_frames
-from .pipeline import Pipeline
+from ..formats.outputs import write_frames
+from ..pipeline import Pipeline
 
 
 def example_inputs(n, seed=0):

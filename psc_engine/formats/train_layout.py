@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import PSCError
+from ..errors import PSCError
 from .images import check_parsing
 from .poses import parse_pose_csv
 

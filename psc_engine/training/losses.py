@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ct_net import sobel_magnitude
-from .layers import resize_flow, warp
-from .metrics import ssim
-from .pm_net import line_poses
-from .poses import NUM_JOINTS, pose_maps
+from ..nets.ct import sobel_magnitude
+from ..nets.layers import resize_flow, warp
+from ..evaluation.metrics import ssim
+from ..nets.pm import line_poses
+from ..formats.poses import NUM_JOINTS, pose_maps
 
 # Class weights for AA's cross-entropy: face, hair and skin are small regions and matter to people.
 AA_CLASS_WEIGHTS = (1.0, 2.0, 3.0, 2.0, 1.0, 1.0, 1.5)

@@ -14,9 +14,9 @@ an eye is seen is decided where the net thinks the eye is.
 import torch
 import torch.nn as nn
 
-from .images import NUM_CLASSES
+from ..formats.images import NUM_CLASSES
 from .layers import LEVELS, ChannelAttention, Encoder, Up, widths
-from .poses import FLIP_PERM, NUM_JOINTS, SIZE, decode_pose_maps
+from ..formats.poses import FLIP_PERM, NUM_JOINTS, SIZE, decode_pose_maps
 
 HEATMAP_LEVEL = 2  # 64x64
 

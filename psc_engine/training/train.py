@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from .batches import pair_batch, photo_batch, pm_batch
-from .data import TrainSet
-from .errors import PSCError
-from .images import atomic_write_bytes
+from ..formats.train_layout import TrainSet
+from ..errors import PSCError
+from ..formats.images import atomic_write_bytes
 from .losses import RandomFeatures, aa_losses, ct_losses, keypoint_losses, parser_losses
-from .pipeline import pick_device
-from .weights import build_net, load_weights, save_weights
+from ..pipeline import pick_device
+from ..weights import build_net, load_weights, save_weights
 
 
 def _dist():
@@ -211,7 +211,7 @@ def train(args, out=sys.stderr):
                          size=args.size, data=f"{info['samples']} train-layout samples from {', '.join(info['data'])}",
                          seconds=round(info["seconds"]), hardware=info["hardware"], precision=info["precision"], batch=info["batch"],
                          init=info.get("init"), **{k: info[k] for k in CARD_OPTIONS if k in info})
-            from .draw import loss_plot
+            from ..formats.draw import loss_plot
 
             loss_plot(rows, run_dir / "losses.png")
 

@@ -12,9 +12,9 @@ The source side does not depend on the target pose: `encode_source` runs once pe
 import torch
 import torch.nn as nn
 
-from .images import NUM_CLASSES
+from ..formats.images import NUM_CLASSES
 from .layers import LEVELS, ChannelAttention, Encoder, ResBlock, Up, widths
-from .poses import NUM_JOINTS
+from ..formats.poses import NUM_JOINTS
 
 
 class AdaIN(nn.Module):

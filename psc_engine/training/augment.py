@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import CLOTHING_CLASSES
-from .poses import FLIP_PERM, SIZE
+from ..formats.images import CLOTHING_CLASSES
+from ..formats.poses import FLIP_PERM, SIZE
 
 
 def flip_poses(poses):

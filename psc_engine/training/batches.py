@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .augment import affine_poses, apply_affine, flip_poses, flip_some, jitter_garments, random_affines
-from .data import REFERENCE_VIEWS, RING, VIEWS
-from .layers import at_size
-from .poses import pose_maps
+from ..formats.train_layout import REFERENCE_VIEWS, RING, VIEWS
+from ..nets.layers import at_size
+from ..formats.poses import pose_maps
 
 
 def pm_batch(data, rng, batch, size, augment=True):

@@ -6,7 +6,7 @@ files matched by stem. The train layout is read by `data.py`.
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PSCError
+from ..errors import PSCError
 from .images import read_image, read_parsing, require_person
 from .poses import read_pose_csv, require_joints
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .images import CLOTHING_CLASSES, NUM_CLASSES
+from ..formats.images import CLOTHING_CLASSES, NUM_CLASSES
 from .layers import LEVELS, Encoder, Up, conv_act, resize_flow, warp, widths
-from .poses import NUM_JOINTS
+from ..formats.poses import NUM_JOINTS
 
 FLOW_LEVELS = (4, 3, 2)  # coarse to fine; level 2 (1/4 scale) also predicts the visibility mask
 CONTENT_LEVELS = (1, 2, 3, 4)

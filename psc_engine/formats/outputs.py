@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import PSCError
+from ..errors import PSCError
 from .images import write_png
 
 LOCK_NAME = ".psc-lock"

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from .layers import LEVELS, Encoder, ResBlock, Up, widths
-from .poses import NUM_JOINTS
+from ..formats.poses import NUM_JOINTS
 
 
 class PMNet(nn.Module):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import PSCError
+from ..errors import PSCError
 
 SIZE = 256
 NUM_CLASSES = 7

@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 
 from .baselines import piecewise_affine_warp
-from .data import REFERENCE_VIEWS, RING, VIEWS, TrainSet
-from .images import CLASS_NAMES, atomic_write_bytes, write_png
+from ..formats.train_layout import REFERENCE_VIEWS, RING, VIEWS, TrainSet
+from ..formats.images import CLASS_NAMES, atomic_write_bytes, write_png
 from .metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
-from .prepare import overlay
+from ..prepare import overlay
 
 METHODS = ("ours", "ours_true_parsing", "copy", "affine")
 PCK_FRACTIONS = (0.05, 0.1)
