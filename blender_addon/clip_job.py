@@ -14,7 +14,8 @@ import tempfile
 
 import bpy
 
-from . import engine_command, output_dir, pose_csv, prefs, props, vse
+from . import engine_command, output_dir, prefs, props, vse
+from .contract import protocol
 from .engine_process import EngineProcess
 from .joints import SIZE
 from .keyframes import keyed_frames
@@ -49,8 +50,8 @@ def existing_file(path, what, setting, hint=""):
 
 def read_p0(path):
     try:
-        return pose_csv.read_poses(path)[0]
-    except pose_csv.PoseCSVError as e:
+        return protocol.read_pose_csv(path)[1][0]
+    except protocol.PSCError as e:
         raise ClipError(f"Pose CSV: {e}") from None
 
 
@@ -180,10 +181,10 @@ class ClipJob:
         p0_path = self.pose_path
         if p0_path is None:  # P0 from the rig
             p0_path = os.path.join(self.workdir, "P0.csv")
-            pose_csv.write_poses(p0_path, [self.track.p0])
+            protocol.write_pose_csv(p0_path, [self.track.p0])
         output_dir.discard(self.partial)
         keys = [f - self.frames[0] + 1 for f in self.frames] if self.pmnet else None
-        cmd = engine_command.animate_command(
+        cmd = protocol.animate_command(
             self.python, self.image, self.parsing, p0_path, self.partial,
             poses=None if self.pmnet else self.targets, key_poses=self.targets if self.pmnet else None,
             key_frames=keys, weights=self.weights, device=self.device, batch_size=self.batch_size)

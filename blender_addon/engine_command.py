@@ -1,4 +1,7 @@
-"""Where the engine lives and the command line that runs it. No bpy here.
+"""Where the engine lives and the environment it runs in. No bpy here.
+
+The command lines themselves come from the engine's contract (protocol.animate_command and
+protocol.prepare_command, see contract.py).
 
 The engine can come from three places, tried in this order: a folder set in the preferences,
 the copy bundled in the extension zip (`engine/` next to this file), or a source checkout
@@ -41,28 +44,3 @@ def child_env(paths=(), base=None):
         env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"  # progress lines must arrive as frames finish, not at exit
     return env
-
-
-def animate_command(python, image, parsing, pose, output_dir, *, poses=None, key_poses=None,
-                    key_frames=None, weights="", device="auto", batch_size=8):
-    """`python -m psc_engine animate ...` for per-frame poses or PM-Net key poses (parsing optional)."""
-    cmd = [python, "-m", "psc_engine", "animate", "--image", image, "--pose", pose,
-           "--output_dir", output_dir, "--device", device, "--batch_size", str(batch_size), "--progress", "json"]
-    if parsing:  # without it the engine estimates the parsing from the photo
-        cmd += ["--parsing", parsing]
-    if poses:
-        cmd += ["--poses", poses]
-    else:
-        cmd += ["--key_poses", key_poses, "--key_frames", ",".join(str(f) for f in key_frames)]
-    if weights:
-        cmd += ["--weights", weights]
-    return cmd
-
-
-def prepare_command(python, photo, out_dir, stem, *, weights="", device="auto"):
-    """`python -m psc_engine prepare ...`: a photo of any size -> out_dir/{I0,S0,P0,overlay}/<stem>.*"""
-    cmd = [python, "-m", "psc_engine", "prepare", "--image", photo, "--out", out_dir, "--stem", stem,
-           "--device", device]
-    if weights:
-        cmd += ["--weights", weights]
-    return cmd

@@ -5,7 +5,6 @@ to the main thread through a queue; only the main thread touches Blender. Killin
 frees all its memory, GPU memory included.
 """
 import atexit
-import json
 import os
 import queue
 import re
@@ -16,8 +15,10 @@ import tempfile
 import threading
 import weakref
 
-ERROR_PREFIX = "psc: error: "
-WARNING_PREFIX = "psc: warning: "
+from .contract import protocol
+
+ERROR_PREFIX = protocol.ERROR_PREFIX
+WARNING_PREFIX = protocol.WARNING_PREFIX
 _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _LIVE = weakref.WeakSet()  # running engines, killed if Blender quits first
 
@@ -53,14 +54,8 @@ class EngineProcess:
 
     def _read_stdout(self):
         for line in self.proc.stdout:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue  # the engine may print other lines; only JSON objects are events
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "event" in event:
+            event = protocol.parse_event(line)  # the engine may print other lines too
+            if event is not None:
                 self.events.put(event)
 
     def _read_stderr(self):

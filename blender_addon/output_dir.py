@@ -9,7 +9,8 @@ import re
 import shutil
 import tempfile
 
-FRAME_RE = re.compile(r"^frame_(\d{5})\.png$")
+from .contract import protocol
+
 
 
 def safe_name(name):
@@ -65,7 +66,7 @@ def partial_folder(final):
 
 def frame_files(folder):
     """The engine's frames in a folder, in frame order."""
-    names = sorted(n for n in os.listdir(folder) if FRAME_RE.match(n))
+    names = sorted(n for n in os.listdir(folder) if protocol.FRAME_RE.match(n))
     return [os.path.join(folder, n) for n in names]
 
 

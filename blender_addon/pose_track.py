@@ -11,8 +11,8 @@ temporary name and renamed only once every frame is in it; abort() removes it.
 import os
 import time
 
+from .contract import protocol
 from .framing import apply_fit, drop_outside, fit_agreement, fit_scale_shift, shared_joints
-from .pose_csv import pose_lines
 from .projection import pose_at_frame
 
 MIN_REFERENCE_JOINTS = 2  # fewer cannot place and scale the person
@@ -69,7 +69,7 @@ class PoseTrack:
                 self.blind_count += 1
                 if len(self.blind_frames) < BLIND_LISTED:
                     self.blind_frames.append(frame)
-            self._file.write(pose_lines((frame - self.first) / self.span, pose))
+            self._file.write(protocol.pose_lines(0.0, pose))
             self.done += 1
             if self.done < len(self.frames) and time.perf_counter() - t0 > budget:
                 return False

@@ -16,8 +16,9 @@ import time
 
 import bpy
 
-from . import engine_command, output_dir, overlay_preview, pose_csv
+from . import engine_command, output_dir, overlay_preview
 from .clip_job import ClipError, engine_setup, existing_file
+from .contract import protocol
 from .engine_process import EngineProcess
 
 OUTPUTS = (("image", "I0", ".png"), ("parsing", "S0", ".png"), ("pose_csv", "P0", ".csv"), ("overlay", "overlay", ".png"))
@@ -42,7 +43,7 @@ class PrepareJob:
         self.cancel_requested = False
         self.started = time.monotonic()
         output_dir.discard(self.partial)
-        cmd = engine_command.prepare_command(self.python, self.photo, self.partial, self.stem,
+        cmd = protocol.prepare_command(self.python, self.photo, self.partial, self.stem,
                                              weights=self.weights, device=s.device)
         self.engine = EngineProcess(cmd, env=engine_command.child_env(self.engine_paths), cwd=tempfile.gettempdir())
 
@@ -51,7 +52,7 @@ class PrepareJob:
         try:
             if self.phase == "engine":
                 self._follow(context, wait)
-        except (ClipError, OSError, pose_csv.PoseCSVError) as e:
+        except (ClipError, OSError, protocol.PSCError) as e:
             self._fail(str(e))
         except Exception as e:  # a bug: still stop cleanly and say what happened
             self._fail(f"Unexpected error ({type(e).__name__}: {e})")
@@ -100,7 +101,7 @@ class PrepareJob:
             return
         output_dir.promote(self.partial, self.final)
         paths = {key: os.path.join(self.final, rel) for key, rel in made.items()}
-        p0 = pose_csv.read_poses(paths["pose_csv"])[0]
+        p0 = protocol.read_pose_csv(paths["pose_csv"])[1][0]
         joints = sum(p is not None for p in p0)
         self.warnings += self.engine.warnings()
         if joints < 2:

@@ -12,7 +12,6 @@
 User errors print one line, `psc: error: <file>: <what is wrong>`, and exit with status 2.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,9 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import protocol
 from .errors import PSCError
 
 TEST_TS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _warn(message):
+    print(protocol.WARNING_PREFIX + message, file=sys.stderr, flush=True)
 
 
 def _pipeline(args):
@@ -30,64 +34,43 @@ def _pipeline(args):
 
     pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=getattr(args, "half", False))
     if pipe.placeholder:
-        print("psc: warning: using untrained placeholder weights; frames will not look like the person",
-              file=sys.stderr)
+        _warn("using untrained placeholder weights; frames will not look like the person")
     return pipe
 
 
 def cmd_test(args):
     from .formats.draw import process_strip
-    from .formats.test_layout import load_test_layout
     from .formats.outputs import OutputDir
+    from .formats.test_layout import load_test_layout
 
     samples = load_test_layout(args.data_dir)  # everything read and checked before writing
     pipe = _pipeline(args)
     for s in samples:
         if s.parsing is None or s.pose0 is None:
-            s.image, s.parsing, s.pose0 = _complete(args, s.image, s.parsing, s.pose0, f"sample {s.stem}")
+            _say_estimating(s.parsing, s.pose0, f"sample {s.stem}")
+            s.image, s.parsing, s.pose0 = pipe.complete_reference(s.image, s.parsing, s.pose0)
     with OutputDir(args.output_dir, args.overwrite) as out, OutputDir(args.process_dir, args.overwrite) as proc:
         for s in samples:
-            poses = pipe.interpolate(s.pose0, s.pose1, TEST_TS)
-            frames = pipe.transfer(s.image, s.parsing, s.pose0, poses, batch_size=args.batch_size)
+            frames = pipe.between(s.image, s.parsing, s.pose0, s.pose1, TEST_TS, batch_size=args.batch_size)
             for t, image in zip(TEST_TS, frames.images):
                 out.write_png(f"{s.stem}_t{t:.1f}.png", image)
-            steps = list(zip(poses, frames.parsings, frames.images))
+            steps = list(zip(frames.poses, frames.parsings, frames.images))
             proc.write_png(f"{s.stem}.png", process_strip(s.pose0, s.pose1, s.parsing, s.image, steps))
             print(f"{s.stem}: {len(TEST_TS)} frames", flush=True)
     print(f"wrote {len(samples) * len(TEST_TS)} frames to {args.output_dir} and {len(samples)} process strips to {args.process_dir}")
     return 0
 
 
-def _complete(args, image, parsing, pose, what):
-    """Estimate a missing parsing and/or pose with the photo nets (prepare.py), and say so."""
-    from .prepare import complete_reference
-
+def _say_estimating(parsing, pose, what):
     missing = " and ".join(n for n, v in (("parsing", parsing), ("pose", pose)) if v is None)
     print(f"psc: {what}: no {missing} given; estimating it from the photo", file=sys.stderr)
-    return complete_reference(image, parsing, pose, args.weights, args.device)
 
 
-def _target_poses(args, pipe):
-    """Every frame's pose: from --poses, or PM-Net between --key_poses at --key_frames."""
-    from .formats.poses import read_pose_csv
-
-    if args.poses:
-        return read_pose_csv(args.poses)[1]
-    _, keys = read_pose_csv(args.key_poses)
+def _key_frames(text):
     try:
-        frames = [int(f) for f in args.key_frames.split(",")]
+        return [int(f) for f in text.split(",")]
     except ValueError:
-        raise PSCError(f"--key_frames must be comma-separated integers, got {args.key_frames!r}") from None
-    if len(frames) != len(keys):
-        raise PSCError(f"{len(keys)} poses but {len(frames)} --key_frames", args.key_poses)
-    if len(frames) < 2 or any(b <= a for a, b in zip(frames, frames[1:])):
-        raise PSCError("--key_frames needs at least two strictly increasing frame numbers")
-    out = [keys[:1]]
-    for (fa, pa), (fb, pb) in zip(zip(frames, keys), zip(frames[1:], keys[1:])):
-        ts = (np.arange(fa + 1, fb + 1) - fa) / (fb - fa)  # the in-betweens, then the next key itself
-        inner = pipe.interpolate(pa, pb, ts[:-1]) if len(ts) > 1 else np.zeros((0, 18, 2), np.float32)
-        out += [inner, pb[None]]
-    return np.concatenate(out)
+        raise PSCError(f"--key_frames must be comma-separated integers, got {text!r}") from None
 
 
 def cmd_animate(args):
@@ -102,35 +85,38 @@ def cmd_animate(args):
     image = read_image(args.image)
     parsing = require_person(read_parsing(args.parsing), args.parsing) if args.parsing else None
     pose = require_joints(read_pose_csv(args.pose)[1][0], args.pose) if args.pose else None
-    if args.poses:
-        read_pose_csv(args.poses)  # check the targets before loading the nets
+    targets = read_pose_csv(args.poses or args.key_poses)[1]  # checked before loading the nets
+    key_frames = _key_frames(args.key_frames) if args.key_poses else None
+    if key_frames is not None and len(key_frames) != len(targets):
+        raise PSCError(f"{len(targets)} poses but {len(key_frames)} --key_frames", args.key_poses)
     pipe = _pipeline(args)
     if parsing is None or pose is None:
-        image, parsing, pose = _complete(args, image, parsing, pose, str(args.image))
-    targets = _target_poses(args, pipe)
+        _say_estimating(parsing, pose, str(args.image))
+        image, parsing, pose = pipe.complete_reference(image, parsing, pose)
+    if key_frames is not None:
+        targets = pipe.keyframe_poses(targets, key_frames)
     progress = args.progress == "json"
 
-    def emit(**event):
+    def emit(name, **fields):
         if progress:
-            print(json.dumps(event), flush=True)
+            print(protocol.event_line(name, **fields), flush=True)
 
     total = len(targets)
-    emit(event="start", total=total)
+    emit("start", total=total)
     start = time.perf_counter()
     done = 0
 
     def on_frame(path):
         nonlocal done
         done += 1
-        emit(event="frame", done=done, total=total, path=str(path))
+        emit("frame", done=done, total=total, path=str(path))
         if not progress:
             print(f"\r{done}/{total} frames", end="", file=sys.stderr, flush=True)
 
-    warn = lambda msg: print(f"psc: warning: {msg}", file=sys.stderr, flush=True)
-    chunks = pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size, on_warning=warn)
+    chunks = pipe.stream(image, parsing, pose, targets, batch_size=args.batch_size, on_warning=_warn)
     write_frames(chunks, args.output_dir, args.overwrite, on_frame)
     seconds = time.perf_counter() - start
-    emit(event="done", total=total, output_dir=str(args.output_dir), seconds=round(seconds, 3))
+    emit("done", total=total, output_dir=str(args.output_dir), seconds=round(seconds, 3))
     if not progress:
         print(f"\rwrote {total} frames to {args.output_dir} ({total / max(seconds, 1e-9):.1f} frames/s)", file=sys.stderr)
     return 0
@@ -182,7 +168,7 @@ def cmd_evaluate(args):
     pipe = _pipeline(args) if "psc" in args.parts else None
     prep = PhotoPreparer.from_pretrained(args.weights, args.device) if "photo" in args.parts else None
     if prep is not None and prep.placeholder:
-        print("psc: warning: the photo nets are untrained placeholders", file=sys.stderr)
+        _warn("the photo nets are untrained placeholders")
     report, sheets = evaluate(pipe, args.data_dir, limit=args.limit, prep=prep,
                               log=lambda *a, **k: print(*a, **k, file=sys.stderr))
     print(format_table(report))
@@ -204,7 +190,7 @@ def cmd_prepare(args):
     photo = open_photo(args.image)
     prep = PhotoPreparer.from_pretrained(args.weights, args.device)
     if prep.placeholder:
-        print("psc: warning: the photo nets are untrained placeholders; check the overlay", file=sys.stderr)
+        _warn("the photo nets are untrained placeholders; check the overlay")
     image, parsing, pose = prep.prepare(photo)
     stem = args.stem or Path(args.image).stem
     out = Path(args.out)
@@ -253,15 +239,8 @@ def build_parser():
     t.set_defaults(fn=cmd_test)
 
     a = sub.add_parser("animate", help="one frame per target pose")
-    a.add_argument("--image", required=True, help="reference photo I0 (256x256)")
-    a.add_argument("--parsing", help="its parsing S0 (PNG, class id in red); estimated from the photo if not given")
-    a.add_argument("--pose", help="its pose P0 (CSV); estimated from the photo if not given")
-    a.add_argument("--poses", help="target poses CSV, one pose per frame")
-    a.add_argument("--key_poses", help="key poses CSV; the frames between keys come from PM-Net")
-    a.add_argument("--key_frames", help="frame number of each key pose, e.g. 1,10,25")
-    a.add_argument("--output_dir", required=True)
-    a.add_argument("--overwrite", action="store_true")
-    a.add_argument("--progress", choices=["text", "json"], default="text", help="json: one event per line on stdout")
+    for flag, options in protocol.ANIMATE_OPTIONS:
+        a.add_argument(flag, **options)
     common(a)
     a.set_defaults(fn=cmd_animate)
 
@@ -323,12 +302,10 @@ def build_parser():
     ev.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("prepare", help="a plain photo -> I0, S0 and P0 in the test layout, with an overlay")
-    pr.add_argument("--image", required=True, help="a photo of a person, any size")
-    pr.add_argument("--out", required=True, help="folder for I0/, S0/, P0/, overlay/")
-    pr.add_argument("--stem", help="file stem (default: the photo's)")
+    for flag, options in protocol.PREPARE_OPTIONS:
+        pr.add_argument(flag, **options)
     pr.add_argument("--weights", default=None)
     pr.add_argument("--device", default="auto")
-    pr.add_argument("--overwrite", action="store_true")
     pr.set_defaults(fn=cmd_prepare)
 
     w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")
@@ -345,11 +322,11 @@ def main(argv=None):
     try:
         return args.fn(args)
     except PSCError as e:
-        print(f"psc: error: {e}", file=sys.stderr)
-        return 2
+        print(f"{protocol.ERROR_PREFIX}{e}", file=sys.stderr)
+        return protocol.EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("psc: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print("psc: error: out of memory; try a smaller --batch_size", file=sys.stderr)
+        print(f"{protocol.ERROR_PREFIX}out of memory; try a smaller --batch_size", file=sys.stderr)
         return 1

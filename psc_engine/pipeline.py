@@ -5,6 +5,8 @@
     frames = pipe.transfer(image, parsing, pose0, poses)      # AA -> CT: .images, .parsings
     for chunk in pipe.stream(image, parsing, pose0, poses):   # same, chunk by chunk (flat memory)
         ...
+    poses = pipe.keyframe_poses(keys, [1, 10, 25])            # every frame 1..25, PM-Net between keys
+    image, parsing, pose0 = pipe.complete_reference(image, None, None)  # estimate a missing S0 / P0
 
 The command line, the benchmarks, the training evaluation and the Blender add-on's engine
 process all go through this class: there is no second copy of the chain.
@@ -176,7 +178,9 @@ class Pipeline:
         """Load PM, AA and CT from `path` (default: see default_weights_dir), each checked against its card."""
         dev = pick_device(device)
         nets, cards = load_chain(path, dev)
-        return cls(*nets, device=dev, half=half, cards=cards, compile=compile)
+        pipe = cls(*nets, device=dev, half=half, cards=cards, compile=compile)
+        pipe.weights_dir = Path(path) if path is not None else default_weights_dir()
+        return pipe
 
     @property
     def placeholder(self):
@@ -208,6 +212,36 @@ class Pipeline:
                 maps = self.pm(maps0.expand(len(t), -1, -1, -1), maps1.expand(len(t), -1, -1, -1), t, line)
             out.append(decode_pose_maps(maps.float().cpu()))
         return np.concatenate(out) if out else np.zeros((0, 18, 2), np.float32)
+
+    def keyframe_poses(self, key_poses, key_frames):
+        """Every frame's pose from key poses at 1-based frame numbers: the keys themselves, and
+        PM-Net between each pair of neighbouring keys at each frame's fraction of the way.
+        key_poses (K, 18, 2), key_frames K strictly increasing ints -> (key_frames[-1] - key_frames[0] + 1, 18, 2)."""
+        keys = as_pose_array(key_poses, "key_poses").reshape(-1, 18, 2)
+        frames = [int(f) for f in key_frames]
+        if len(frames) != len(keys):
+            raise PSCError(f"{len(keys)} key poses but {len(frames)} key frames")
+        if len(frames) < 2 or any(b <= a for a, b in zip(frames, frames[1:])):
+            raise PSCError("key frames must be at least two strictly increasing frame numbers")
+        out = [keys[:1]]
+        for (fa, pa), (fb, pb) in zip(zip(frames, keys), zip(frames[1:], keys[1:])):
+            ts = (np.arange(fa + 1, fb) - fa) / (fb - fa)  # the frames strictly between the two keys
+            out += [self.interpolate(pa, pb, ts) if len(ts) else np.zeros((0, 18, 2), np.float32), pb[None]]
+        return np.concatenate(out)
+
+    def complete_reference(self, image, parsing, pose):
+        """Estimate a missing parsing and/or pose (None) with the photo nets of this pipeline's
+        weights folder (prepare.py); given ones are kept. Returns (image, parsing, pose)."""
+        from .prepare import complete_reference
+
+        return complete_reference(image, parsing, pose, getattr(self, "weights_dir", None), self.device)
+
+    def between(self, image, parsing, pose0, pose1, ts, batch_size=8):
+        """The original release's job for one sample: PM-Net poses at each t between pose0 and pose1,
+        then AA -> CT. Frames with .poses the interpolated poses."""
+        poses = self.interpolate(pose0, pose1, ts)
+        frames = self.transfer(image, parsing, pose0, poses, batch_size=batch_size)
+        return Frames(frames.images, frames.parsings, poses)
 
     @torch.inference_mode()
     def encode_reference(self, image, parsing, pose):

@@ -222,10 +222,10 @@ def test_export_fits_rig_onto_the_photo_pose(addon, tmp_path):
     s.armature = rig
     ref = project_now(addon, scene, rig, frame=1)
     p0 = [None if p is None else (0.8 * p[0] + 12.0, 0.8 * p[1] - 7.0) for p in ref]
-    addon.pose_csv.write_poses(str(tmp_path / "P0.csv"), [p0])
+    addon.contract.protocol.write_pose_csv(str(tmp_path / "P0.csv"), [p0])
     s.pose_source, s.pose_csv, s.reference_frame = "CSV", str(tmp_path / "P0.csv"), 1
     assert bpy.ops.psc.export_poses(filepath=str(tmp_path / "out.csv")) == {"FINISHED"}
-    poses = addon.pose_csv.read_poses(str(tmp_path / "out.csv"))
+    poses = addon.contract.protocol.read_pose_csv(str(tmp_path / "out.csv"))[1]
     later = project_now(addon, scene, rig, frame=4)
     for got, want in zip(poses[0], p0):
         assert (got is None) == (want is None) and (got is None or got == pytest.approx(want, abs=0.01))
@@ -239,7 +239,7 @@ def test_export_fits_rig_onto_the_photo_pose(addon, tmp_path):
         pass
     (warning,) = track.warnings()
     assert warning.startswith("At the reference frame 1 the rig does not stand like the photo's pose (agreement -1.00")
-    assert len(addon.pose_csv.read_poses(str(tmp_path / "flip.csv"))) == 6
+    assert len(addon.contract.protocol.read_pose_csv(str(tmp_path / "flip.csv"))[1]) == 6
 
 
 def test_pose_csv_round_trip_matches_engine_reader(addon, tmp_path):
@@ -247,7 +247,7 @@ def test_pose_csv_round_trip_matches_engine_reader(addon, tmp_path):
     poses_mod = pytest.importorskip("psc_engine.formats.poses")
     pose = [(float(i), 2.0 * i) for i in range(18)]
     pose[3] = None
-    addon.pose_csv.write_poses(str(tmp_path / "p.csv"), [pose, pose], [0.0, 0.5])
+    addon.contract.protocol.write_pose_csv(str(tmp_path / "p.csv"), [pose, pose], [0.0, 0.5])
     ts, arr = poses_mod.read_pose_csv(tmp_path / "p.csv")
     assert list(ts) == [0.0, 0.5] and np.isnan(arr[0, 3]).all() and arr[1, 5].tolist() == [5.0, 10.0]
 
@@ -360,7 +360,7 @@ def test_rig_with_missing_bones(addon, ready_scene, tmp_path, private_tmp):
     s.joints[addon.joints.INDEX["r_ankle"]].bone = ""  # never mapped
     out = tmp_path / "poses.csv"
     assert bpy.ops.psc.export_poses(filepath=str(out)) == {"FINISHED"}
-    poses, idx = addon.pose_csv.read_poses(str(out)), addon.joints.INDEX
+    poses, idx = addon.contract.protocol.read_pose_csv(str(out))[1], addon.joints.INDEX
     assert len(poses) == 4
     assert all(p[idx["l_elbow"]] is None and p[idx["r_ankle"]] is None for p in poses)
     assert all(p[idx["l_wrist"]] is not None and p[idx["neck"]] is not None for p in poses)

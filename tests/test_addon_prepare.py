@@ -48,7 +48,7 @@ def test_prepare_button_with_the_real_engine(addon, tiny_weights, prefs_reset, p
     assert settings_paths(s) == (str(folder / "I0" / "photo.png"), str(folder / "S0" / "photo.png"),
                                  str(folder / "P0" / "photo.csv"), str(folder / "overlay" / "photo.png"), "CSV")
     assert Image.open(s.image).size == (256, 256) and Image.open(s.overlay).size == (512, 256)
-    assert len(addon.pose_csv.read_poses(s.pose_csv)) == 1
+    assert len(addon.contract.protocol.read_pose_csv(s.pose_csv)[1]) == 1
     assert "Engine: The photo nets are untrained placeholders" in report  # the engine's warning is passed on
     # The overlay shows in the panel (a preview; its icon is drawn only with a UI, but the image is loaded).
     prev = addon.overlay_preview.preview(s.overlay)

@@ -13,6 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .. import protocol
 from ..errors import PSCError
 from .images import write_png
 
@@ -142,7 +143,7 @@ class OutputDir:
             p.unlink(missing_ok=True)
 
 
-def write_frames(chunks, path, overwrite=False, on_frame=None, name="frame_{:05d}.png"):
+def write_frames(chunks, path, overwrite=False, on_frame=None, name=protocol.FRAME_NAME):
     """Write a Pipeline.stream's chunks as numbered PNGs into the OutputDir `path`; computing the
     next chunk overlaps with encoding this one. on_frame(path) is called as each frame lands, in
     order. Returns the number of frames written."""

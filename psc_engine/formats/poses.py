@@ -4,29 +4,21 @@ In memory a pose is a float array (18, 2) of (x, y) pixels in the 256x256 frame,
 missing joint. On disk (the original's format) each pose is two rows, x then y, each row
 `t, v0, ..., v17`, with -1 for a missing joint; files with several poses stack the pairs.
 """
-import csv
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import protocol
 from ..errors import PSCError
+from ..protocol import FLIP_PERM, JOINTS, NUM_JOINTS, SIZE  # noqa: F401 (re-exported for the engine)
 
-JOINTS = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
-)
-NUM_JOINTS = len(JOINTS)
-# Index permutation that swaps each right joint with its left twin (horizontal flip).
-FLIP_PERM = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
 # Limbs drawn for a skeleton picture (OpenPose COCO-18 connections).
 LIMBS = (
     (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
     (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
 )
-SIZE = 256
 # Gaussian width of a pose map, in pixels of the 256x256 frame. The original used 100 px, which
 # spreads every joint over the whole frame: neighbouring joints blur into each other and a joint
 # just outside the frame still lights it up. 6 px keeps joints apart, decodes back to the
@@ -49,55 +41,20 @@ def as_pose_array(pose, name="pose"):
     return arr
 
 
-def _parse_rows(text, path):
-    """CSV text -> list of float rows; blank lines skipped, BOM and CRLF (or bare CR) tolerated."""
-    rows = []
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        parsed = list(csv.reader(io.StringIO(text)))
-    except csv.Error as e:
-        raise PSCError(f"not a readable CSV ({e})", path) from None
-    for lineno, row in enumerate(parsed, 1):
-        if not row or all(not v.strip() for v in row):
-            continue
-        if len(row) != NUM_JOINTS + 1:
-            raise PSCError(f"line {lineno}: expected 19 values (t and 18 joints), got {len(row)}", path)
-        try:
-            values = [float(v) for v in row]
-        except ValueError:
-            raise PSCError(f"line {lineno}: not a number in {row!r}", path) from None
-        if not all(math.isfinite(v) for v in values):
-            raise PSCError(f"line {lineno}: NaN or infinite value (use -1 for a missing joint)", path)
-        rows.append(values)
-    return rows
-
-
 def read_pose_csv(path):
     """Read a pose CSV -> (ts (P,), poses (P, 18, 2) float32, NaN = missing)."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise PSCError("file not found", path) from None
-    except UnicodeDecodeError:
-        raise PSCError("not a text CSV file", path) from None
-    return parse_pose_csv(text, path)
+    return _as_arrays(*protocol.read_pose_csv(Path(path)))
 
 
 def parse_pose_csv(text, path):
     """Pose CSV text -> (ts (P,), poses (P, 18, 2) float32, NaN = missing); `path` names it in errors."""
-    rows = _parse_rows(text, path)
-    if not rows:
-        raise PSCError("no poses in file (empty CSV)", path)
-    if len(rows) % 2:
-        raise PSCError(f"{len(rows)} rows: rows come in x/y pairs, so the count must be even", path)
-    arr = np.asarray(rows, dtype=np.float32).reshape(-1, 2, NUM_JOINTS + 1)  # (P, xy, 1+18)
-    ts = arr[:, 0, 0]
-    if not np.all((ts >= 0) & (ts <= 1)):
-        raise PSCError(f"t = {ts[(ts < 0) | (ts > 1)][0]:g} is outside [0, 1]", path)
-    poses = arr[:, :, 1:].transpose(0, 2, 1).copy()  # (P, 18, xy)
-    poses[(poses == -1).any(-1)] = np.nan
-    return ts, poses
+    return _as_arrays(*protocol.parse_pose_csv(text, path))
+
+
+def _as_arrays(ts, poses):
+    nan = (math.nan, math.nan)
+    return (np.asarray(ts, dtype=np.float32),
+            np.asarray([[nan if p is None else p for p in pose] for pose in poses], dtype=np.float32))
 
 
 def require_joints(pose, name="pose"):
@@ -109,15 +66,14 @@ def require_joints(pose, name="pose"):
 
 def format_pose_csv(poses, ts=None):
     """(P, 18, 2) poses (NaN = missing) and their t -> CSV text in the original's format."""
-    poses = as_pose_array(poses)
-    poses = poses.reshape(-1, NUM_JOINTS, 2)
+    poses = as_pose_array(poses).reshape(-1, NUM_JOINTS, 2)
     ts = np.zeros(len(poses)) if ts is None else np.broadcast_to(np.asarray(ts, float), (len(poses),))
-    lines = []
-    for t, pose in zip(ts, poses):
-        for axis in range(2):
-            vals = ["-1" if np.isnan(v) else f"{v:.3f}" for v in pose[:, axis]]
-            lines.append(",".join([f"{t:.4f}"] + vals))
-    return "\n".join(lines) + "\n"
+    return protocol.format_pose_csv(_as_lists(poses), [float(t) for t in ts])
+
+
+def _as_lists(poses):
+    """(P, 18, 2) float array, NaN = missing -> protocol poses (lists of (x, y) or None)."""
+    return [[None if np.isnan(p).any() else (float(p[0]), float(p[1])) for p in pose] for pose in poses]
 
 
 def write_pose_csv(path, poses, ts=None):
