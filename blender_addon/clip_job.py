@@ -131,7 +131,8 @@ class ClipJob:
         self.engine = self.result = None
         self.workdir = tempfile.mkdtemp(prefix="psc-job-")
         self.targets = os.path.join(self.workdir, "key_poses.csv" if self.pmnet else "poses.csv")
-        self.track = PoseTrack(scene, rig, s.armature, self.frames, s.reference_frame, self.targets, p0)
+        self.track = PoseTrack(scene, rig, s.armature, self.frames, s.reference_frame, self.targets, p0,
+                               times=not self.pmnet)
         self.phase, self.progress, self.status, self.error = "project", 0.0, "Projecting the rig", ""
         self.sync = False  # run_to_end: the MP4 renders before returning
         self.cancel_requested = False  # set by the Cancel button, acted on by the modal operator

@@ -29,7 +29,7 @@ def _seen(pose):
 
 
 class PoseTrack:
-    def __init__(self, scene, rig, arm, frames, reference_frame, out_path, p0=None):
+    def __init__(self, scene, rig, arm, frames, reference_frame, out_path, p0=None, times=True):
         self.rig, self.arm = rig, arm
         self.frames = frames  # a list or a range: only indexed, never copied
         self.reference_frame = reference_frame
@@ -37,6 +37,9 @@ class PoseTrack:
         self.out_path = out_path
         self.tmp_path = f"{out_path}.{os.getpid()}.partial"
         self.p0_csv = p0
+        # t of each pose: its frame's fraction of the range (an exported file), or 0 for the engine's
+        # key poses, whose frame numbers travel in --key_frames alone
+        self.times = times
         self.p0 = None  # the reference pose, known after the first step
         self.fit = None
         self.done = 0  # frames written (the reference frame not counted)
@@ -69,7 +72,7 @@ class PoseTrack:
                 self.blind_count += 1
                 if len(self.blind_frames) < BLIND_LISTED:
                     self.blind_frames.append(frame)
-            self._file.write(protocol.pose_lines(0.0, pose))
+            self._file.write(protocol.pose_lines((frame - self.first) / self.span if self.times else 0.0, pose))
             self.done += 1
             if self.done < len(self.frames) and time.perf_counter() - t0 > budget:
                 return False

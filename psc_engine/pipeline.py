@@ -28,14 +28,19 @@ from .nets.pm import line_poses
 from .formats.poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import NETS, load_weights
 
-PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+CHECKOUT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # a source checkout's weights/
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "shipped_weights"  # the same files in an installed wheel
 
 
 def default_weights_dir():
-    """$PSC_WEIGHTS, else ./weights if it holds a checkpoint, else the repository's weights/."""
+    """$PSC_WEIGHTS, else ./weights if it holds a checkpoint, else the checkout's weights/, else the
+    copy installed with the package (pip install . puts weights/ there as psc_engine/shipped_weights)."""
     if os.environ.get("PSC_WEIGHTS"):
         return Path(os.environ["PSC_WEIGHTS"])
-    return Path("weights") if Path("weights/ct.json").is_file() else PACKAGE_WEIGHTS
+    for folder in (Path("weights"), CHECKOUT_WEIGHTS):
+        if (folder / "ct.json").is_file():
+            return folder
+    return PACKAGE_WEIGHTS
 
 
 def pick_device(device="auto"):
