@@ -5,7 +5,7 @@
   bench     frames per second of the AA + CT chain, batched vs the seed-style loop
   train     train PM, AA or CT on the train layout
   evaluate  SSIM / PSNR / mIoU / PM joint error on a train-layout folder, with baselines;
-            PCK and parser mIoU of the photo nets
+            PCK and parser mIoU of the photo nets; or (--parts real) the chain on real photos
   prepare   a plain photo -> I0, S0, P0 (the photo nets find, frame, parse and pose the person)
   init-weights  write untrained placeholder checkpoints
 
@@ -163,8 +163,14 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .evaluation.evaluate import evaluate, format_table, write_report
+    from .evaluation.realphoto import is_test_layout
     from .prepare import PhotoPreparer
 
+    if args.parts is None:  # test-layout folders (I0/ ...) are real photos; train-layout folders are renders
+        args.parts = ["real"] if all(is_test_layout(d) for d in args.data_dir) else ["psc", "photo"]
+    if "real" in args.parts:
+        return _evaluate_real(args)
+    args.report_dir = args.report_dir or "evaluation"
     pipe = _pipeline(args) if "psc" in args.parts else None
     prep = PhotoPreparer.from_pretrained(args.weights, args.device) if "photo" in args.parts else None
     if prep is not None and prep.placeholder:
@@ -179,6 +185,27 @@ def cmd_evaluate(args):
     if sheets["photo_sheet"] is not None:
         written.append(f"{args.report_dir}/photo_sheet.png (columns: photo, true parsing and pose, the photo nets' guess)")
     print("report: " + "; ".join(written))
+    return 0
+
+
+def _evaluate_real(args):
+    from .evaluation.evaluate import write_report
+    from .evaluation.realphoto import SHEET_COLUMNS, evaluate_real, format_table
+    from .prepare import PhotoPreparer
+
+    if args.parts != ["real"]:
+        raise PSCError("--parts real runs alone: it scores test-layout folders, psc and photo score train-layout ones")
+    if not args.report_dir:
+        raise PSCError("--parts real needs --report_dir: its contact sheets show the photos, so choose where they "
+                       "go (outside the repository if their licence forbids sharing them)")
+    pipe = _pipeline(args)
+    report, sheets = evaluate_real(pipe, args.data_dir, lambda: PhotoPreparer.from_pretrained(args.weights, args.device),
+                                   limit=args.limit, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+    table = format_table(report)
+    print(table)
+    write_report(report, sheets, args.report_dir, table)
+    print(f"report: {args.report_dir}/report.json, table.txt; " + ", ".join(f"{args.report_dir}/{n}.png" for n in sheets)
+          + f" (columns: {', '.join(SHEET_COLUMNS)})")
     return 0
 
 
@@ -292,12 +319,16 @@ def build_parser():
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(fn=cmd_train)
 
-    ev = sub.add_parser("evaluate", help="quality on a train-layout folder, against two baselines")
-    ev.add_argument("--data_dir", required=True, action="append", help="train-layout folder or folder of .tar shards")
-    ev.add_argument("--report_dir", default="evaluation", help="where report.json, table.txt, contact_sheet.png go")
-    ev.add_argument("--limit", type=int, default=None, help="at most this many samples")
-    ev.add_argument("--parts", nargs="+", choices=("psc", "photo"), default=["psc", "photo"],
-                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU)")
+    ev = sub.add_parser("evaluate", help="quality on renders (train layout) or real photos (test layout), against two baselines")
+    ev.add_argument("--data_dir", required=True, nargs="+", action="extend",
+                    help="train-layout folder or folder of .tar shards; or test-layout folders of real photos (several allowed)")
+    ev.add_argument("--report_dir", default=None, help="where report.json, table.txt and the sheets go "
+                    "(default: evaluation; --parts real needs it given)")
+    ev.add_argument("--limit", type=int, default=None, help="at most this many samples (per folder with --parts real)")
+    ev.add_argument("--parts", nargs="+", choices=("psc", "photo", "real"), default=None,
+                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU); "
+                    "real: the chain on real photos (test layout), each to its own and to its mirrored pose. "
+                    "Default: real for test-layout folders (with I0/), else psc photo")
     common(ev)
     ev.set_defaults(fn=cmd_evaluate)
 

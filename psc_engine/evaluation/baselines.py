@@ -11,8 +11,9 @@ from scipy.spatial import Delaunay
 ANCHORS = np.array([[x, y] for x in (0, 127.5, 255) for y in (0, 127.5, 255) if (x, y) != (127.5, 127.5)], np.float64)
 
 
-def piecewise_affine_warp(image, source_pose, target_pose):
-    """(256, 256, 3) uint8 image of source_pose -> the same image moved onto target_pose."""
+def piecewise_affine_warp(image, source_pose, target_pose, order=1):
+    """(256, 256, 3) uint8 image of source_pose -> the same image moved onto target_pose.
+    A (256, 256) parsing warps with order=0 (nearest label), so classes never blend."""
     ok = ~(np.isnan(source_pose).any(-1) | np.isnan(target_pose).any(-1))
     src = np.concatenate([source_pose[ok].astype(np.float64), ANCHORS])
     dst = np.concatenate([target_pose[ok].astype(np.float64), ANCHORS])
@@ -29,6 +30,8 @@ def piecewise_affine_warp(image, source_pose, target_pose):
     corners = src[tri.simplices[simplex]]  # (P, 3, 2)
     mapped = np.einsum("pk,pkd->pd", bary, corners)
     coords = [mapped[:, 1].reshape(256, 256), mapped[:, 0].reshape(256, 256)]
-    out = np.stack([map_coordinates(image[..., c].astype(np.float32), coords, order=1, mode="nearest")
-                    for c in range(3)], -1)
-    return out.round().clip(0, 255).astype(np.uint8)
+    planes = image[..., None] if image.ndim == 2 else image  # (256, 256, C)
+    out = np.stack([map_coordinates(planes[..., c].astype(np.float32), coords, order=order, mode="nearest")
+                    for c in range(planes.shape[-1])], -1)
+    out = out.round().clip(0, 255).astype(np.uint8)
+    return out[..., 0] if image.ndim == 2 else out

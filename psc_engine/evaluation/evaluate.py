@@ -191,11 +191,12 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def write_report(report, sheets, out_dir):
+def write_report(report, sheets, out_dir, table=None):
+    """report.json, table.txt (`table`, default: format_table's) and a PNG per sheet in out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
-    atomic_write_bytes(out_dir / "table.txt", (format_table(report) + "\n").encode())
+    atomic_write_bytes(out_dir / "table.txt", ((table or format_table(report)) + "\n").encode())
     for name, sheet in sheets.items():
         if sheet is not None:
             write_png(out_dir / f"{name}.png", sheet, compress_level=6)
