@@ -191,7 +191,6 @@ def cmd_evaluate(args):
 def _evaluate_real(args):
     from .evaluation.evaluate import write_report
     from .evaluation.realphoto import SHEET_COLUMNS, evaluate_real, format_table
-    from .prepare import PhotoPreparer
 
     if args.parts != ["real"]:
         raise PSCError("--parts real runs alone: it scores test-layout folders, psc and photo score train-layout ones")
@@ -199,8 +198,7 @@ def _evaluate_real(args):
         raise PSCError("--parts real needs --report_dir: its contact sheets show the photos, so choose where they "
                        "go (outside the repository if their licence forbids sharing them)")
     pipe = _pipeline(args)
-    report, sheets = evaluate_real(pipe, args.data_dir, lambda: PhotoPreparer.from_pretrained(args.weights, args.device),
-                                   limit=args.limit, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+    report, sheets = evaluate_real(pipe, args.data_dir, limit=args.limit, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
     table = format_table(report)
     print(table)
     write_report(report, sheets, args.report_dir, table)

@@ -107,17 +107,17 @@ def test_report_has_a_row_per_folder_task_and_method(tmp_path):
     write_sample(tmp_path / "a", "0001", PALETTE[parsing][:, ::-1].copy(), parsing[:, ::-1].copy(), flip_pose(POSE))
     write_sample(tmp_path / "b", "0000", PALETTE[parsing], None, POSE)
 
-    class Parser:  # the photo nets' stand-in: reads the drawing's colours back
-        def parse(self, image):
-            return np.argmin(((image[:, :, None].astype(int) - PALETTE[None, None].astype(int)) ** 2).sum(-1), -1).astype(np.uint8)
-
-        def pose(self, image):
-            raise AssertionError("every photo has P0")
+    def complete(image, parsing, pose):  # the photo nets' stand-in: reads the drawing's colours back
+        assert parsing is None and pose is not None
+        dist = ((image[:, :, None].astype(int) - PALETTE[None, None].astype(int)) ** 2).sum(-1)  # (256, 256, 7)
+        return image, dist.argmin(-1).astype(np.uint8), pose
 
     with pytest.raises(PSCError, match="no S0"):
         load_photos([tmp_path / "b"])
-    report, sheets = evaluate_real(DrawingChain(), [tmp_path / "a", tmp_path / "b"], estimator=Parser,
-                                   log=lambda *a, **k: None)
+    said = []
+    report, sheets = evaluate_real(DrawingChain(), [tmp_path / "a", tmp_path / "b"], complete=complete,
+                                   log=lambda *a, **k: said.append(a[0]))
+    assert any("b: 1 of 1 photos lack S0" in line for line in said)
     assert set(report["folders"]) == {"a", "b"}
     assert report["folders"]["a"]["s0"] == {"label": 2, "estimated": 0}
     assert report["folders"]["b"]["s0"] == {"label": 0, "estimated": 1}

@@ -75,29 +75,29 @@ def folder_names(data_dirs):
     return [n if names.count(n) == 1 else str(d) for n, d in zip(names, data_dirs)]
 
 
-def load_photos(data_dirs, estimator=None, limit=None):
+def load_photos(data_dirs, complete=None, limit=None, log=print):
     """Every photo of every folder, read and checked before anything is computed. A missing S0 or
-    P0 is estimated by `estimator()` (a PhotoPreparer, made on first need)."""
-    photos, prep = [], None
+    P0 is estimated by complete(image, parsing, pose) (Pipeline.complete_reference: the photo nets)."""
+    photos = []
     for name, d in zip(folder_names(data_dirs), data_dirs):
-        items = list(find_test_samples(d).items())[:limit]
+        estimated, items = 0, list(find_test_samples(d).items())[:limit]
         for stem, paths in items:
             s = load_test_sample(stem, paths)
-            if s.parsing is None or s.pose0 is None:
-                if estimator is None:
+            parsing, pose = s.parsing, s.pose0
+            if parsing is None or pose is None:
+                if complete is None:
                     raise PSCError(f"photo {stem} has no S0 or P0 and no photo nets are given to estimate it", d)
-                prep = prep or estimator()
-                parsing = prep.parse(s.image) if s.parsing is None else s.parsing
-                pose = prep.pose(s.image) if s.pose0 is None else s.pose0
+                _, parsing, pose = complete(s.image, parsing, pose)
                 if not parsing.any():
                     raise PSCError(f"the parser finds no person in I0/{Path(paths['I0']).name}; give its S0", d)
                 if np.isnan(pose).all():
                     raise PSCError(f"the keypoint net finds no joints in I0/{Path(paths['I0']).name}; give its P0", d)
-            else:
-                parsing, pose = s.parsing, s.pose0
+                estimated += 1
             photos.append(RealPhoto(name, stem, s.image, parsing, pose,
                                     "label" if s.parsing is not None else "estimated",
                                     "label" if s.pose0 is not None else "estimated"))
+        if estimated:
+            log(f"psc: {d}: {estimated} of {len(items)} photos lack S0 or P0; the photo nets estimate them (see the report's s0/p0 counts)")
     return photos
 
 
@@ -153,12 +153,13 @@ def sheet_row(photo, outputs, truth):
     return np.concatenate(tiles, 1)
 
 
-def evaluate_real(pipe, data_dirs, estimator=None, limit=None, log=print):
+def evaluate_real(pipe, data_dirs, limit=None, log=print, complete=None):
     """Score `pipe` (a Pipeline, or anything with its encode_reference/render) and the baselines on
-    real photos in test-layout folders. estimator: makes the photo nets for a missing S0/P0.
-    Returns (report dict, {"contact_sheet_<folder>": (H, W, 3) uint8})."""
+    real photos in test-layout folders (at most `limit` per folder). A missing S0 or P0 is estimated
+    by `complete` (default: pipe.complete_reference). Returns (report dict,
+    {"contact_sheet_<folder>": (H, W, 3) uint8})."""
     data_dirs = [Path(d) for d in np.atleast_1d(data_dirs)]
-    photos = load_photos(data_dirs, estimator, limit)
+    photos = load_photos(data_dirs, complete or getattr(pipe, "complete_reference", None), limit, log)
     start = time.perf_counter()
     tallies = {name: Tally() for name in folder_names(data_dirs)}
     overall, per_photo, sheets = Tally(), [], {}
