@@ -5,8 +5,9 @@
 (older layout: views front, left, back, right, mid0..mid3, `left` = the person facing the
 image's left edge), without its images. The checks after conversion are physical, so they
 fail if the view order, the naming or the t flip is wrong: the `right` view shows the person
-facing image-left, every view's nose lies on its own parsing's face, in-between poses lie
-nearer the reference their t says, and mid k is nearest transition k's in-between poses.
+facing image-left, every view's nose lies on its own parsing's face, of a transition's two
+in-between poses the one with the smaller t is nearer its first view (and the other nearer its
+second), and mid k is nearest transition k's in-between poses.
 """
 import json
 import shutil
@@ -36,6 +37,13 @@ def read_poses(path):
     return rows[0::2, 0], np.stack([rows[0::2, 1:], rows[1::2, 1:]], -1)  # (P,), (P, 18, 2)
 
 
+def facing(pose):
+    """-1 if the nose points to the image's left of the head and shoulders' middle, +1 if right."""
+    back = pose[[1, 2, 5, 16, 17]]  # neck, shoulders, ears: whichever are visible
+    back = back[(back != -1).all(-1)]
+    return int(np.sign(pose[0, 0] - back[:, 0].mean()))
+
+
 def parsing(path):
     return np.asarray(Image.open(path).convert("RGB"))[..., 0]
 
@@ -45,8 +53,10 @@ def convert(*args):
                           capture_output=True, text=True)
 
 
-def mean_dist(a, b):
-    ok = (a != -1).all(-1) & (b != -1).all(-1)
+def mean_dist(a, b, *others):
+    """Mean joint distance over the joints visible in a, b and the others (the same joints for
+    every comparison made with the same poses)."""
+    ok = np.all([(p != -1).all(-1) for p in (a, b) + others], axis=0)
     return float(np.linalg.norm(a[ok] - b[ok], axis=-1).mean())
 
 
@@ -56,8 +66,7 @@ def check_original_order(root, stem):
     ts, interp = read_poses(root / "joint_interpolation" / f"{stem}.csv")
     assert len(poses) == 8 and len(interp) == 12
     # the `right` view: turned to their right, the person faces the image's left edge
-    right, left = poses[0], poses[2]
-    assert right[NOSE, 0] < right[NECK, 0] and left[NOSE, 0] > left[NECK, 0]
+    assert facing(poses[0]) == -1 and facing(poses[2]) == 1
     sg = parsing(root / "right_sg" / f"{stem}.png")
     head = np.isin(sg, [FACE, HAIR])
     cols = np.nonzero(head)[1]
@@ -79,11 +88,11 @@ def check_original_order(root, stem):
         t = ts[4 + 2 * k:6 + 2 * k]
         p = interp[4 + 2 * k:6 + 2 * k]
         assert 0 < t[0] < t[1] < 1
-        # an in-between pose is nearer the reference its t says it is nearer
-        for tk, pk in zip(t, p):
-            assert (mean_dist(pk, a) < mean_dist(pk, b)) == (tk < 0.5), (k, tk)
+        # the pose with the smaller t is the nearer to the transition's first view, the other to its second
+        assert mean_dist(p[0], a, b, p[1]) < mean_dist(p[1], a, b, p[0]), (k, t)
+        assert mean_dist(p[1], b, a, p[0]) < mean_dist(p[0], b, a, p[1]), (k, t)
         # mid k is nearer transition k's in-betweens than any other transition's
-        d = [min(mean_dist(poses[4 + k], q) for q in interp[4 + 2 * j:6 + 2 * j]) for j in range(4)]
+        d = [min(mean_dist(poses[4 + k], q, *interp[4:]) for q in interp[4 + 2 * j:6 + 2 * j]) for j in range(4)]
         assert int(np.argmin(d)) == k, (k, d)
 
 
@@ -121,15 +130,16 @@ def test_older_in_betweens_map_to_the_same_turntable_angles():
         assert abs(layout.interp_angle(k // 2, t) - older_angle % 360) < 1e-9
 
 
-def _rewrite_interp(root, fn):
-    """Apply fn to the (pose, t) list of joint_interpolation/0000.csv (a deliberately wrong file)."""
+def _unflip(root):
+    """joint_interpolation/0000.csv as a converter that forgot the t flip would write it: each
+    transition's two poses labelled 1 - t (so back in rising order: the pair swaps rows)."""
     path = root / "joint_interpolation/0000.csv"
     lines = path.read_text().splitlines()
-    out = []
-    for i in range(0, len(lines), 2):
-        t = float(lines[i].split(",", 1)[0])
-        nt = fn(i // 2, t)
-        out += [f"{nt:.2f}," + line.split(",", 1)[1] for line in lines[i:i + 2]]
+    out = lines[:8]
+    for i in range(8, 24, 4):
+        for pose in (lines[i + 2:i + 4], lines[i:i + 2]):
+            t = 1 - float(pose[0].split(",", 1)[0])
+            out += [f"{t:.2f}," + line.split(",", 1)[1] for line in pose]
     path.write_text("\n".join(out) + "\n")
 
 
@@ -142,7 +152,7 @@ def test_the_checks_fail_on_wrong_orders(tmp_path):
     assert convert(src, tmp_path / "new").returncode == 0
     unflipped = tmp_path / "unflipped"
     shutil.copytree(tmp_path / "new", unflipped)
-    _rewrite_interp(unflipped, lambda i, t: t if i < 4 else 1 - t)
+    _unflip(unflipped)
     with pytest.raises(AssertionError):
         check_original_order(unflipped, "0000")
     swapped = tmp_path / "swapped"

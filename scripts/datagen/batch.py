@@ -99,7 +99,7 @@ def run(root, split, layout, start, count, workers, resolution, samples, log=pri
         f"with {workers} worker(s), {resolution}px, {style} style, {framing} framing, {what}")
     if not todo:
         return 0
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # taskset
     threads = max(1, cores // workers)
     args = (resolution, samples, threads, str(root), split, layout, style, framing, images, os.getpid())
     # SIGTERM (kill, a session ending) unwinds like Ctrl-C, so the pool below terminates its workers.
