@@ -157,7 +157,8 @@ def test_pack_shards_whole_samples_only_complete(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     names = tarfile.open(out / "shard-00000.tar").getnames()
-    assert len(names) == 18 and all(n.endswith(("0000.jpg", "0000.png", "0000.csv")) for n in names)
+    assert names[0] == "layout.json" and len(names) == 19
+    assert all(n.endswith(("0000.jpg", "0000.png", "0000.csv")) for n in names[1:])
     assert "front_img/0000.jpg" in names and "joint_interpolation/0000.csv" in names
     # a tiny limit: one sample per shard, every shard within the limit
     r = subprocess.run([sys.executable, str(SCRIPTS / "pack_shards.py"), str(tmp_path / "two"), "--out", str(out),
@@ -167,8 +168,12 @@ def test_pack_shards_whole_samples_only_complete(tmp_path):
     assert len(shards) == 2 and all(s.stat().st_size <= 0.2 * 2 ** 20 for s in shards)
     for s, stem in zip(shards, ("0000", "0001")):
         with tarfile.open(s) as t:
-            assert {Path(n).stem for n in t.getnames()} == {stem}
+            assert {Path(n).stem for n in t.getnames()} == {stem, "layout"}
+            assert t.extractfile("layout.json").read() == (FIXTURE / "layout.json").read_bytes()
             assert t.extractfile(f"front_img/{stem}.jpg").read() == (FIXTURE / f"front_img/{stem}.jpg").read_bytes()
+    r = subprocess.run([sys.executable, str(SCRIPTS / "pack_shards.py"), str(REPO / "tests/fixtures/older_tiny"),
+                        "--out", str(tmp_path / "older")], capture_output=True, text=True)
+    assert r.returncode == 2 and "convert_layout.py" in r.stderr and not (tmp_path / "older").exists()
 
 
 # ---------------------------------------------------------------- rendering
