@@ -4,9 +4,11 @@
     python scripts/contact_sheet.py DIR [--out sheet.png] [--count K] [--tile 128] [--start S]
 
 Train layout: per sample three rows (image, coloured parsing, skeleton over the image), one
-column per view (front, mid0, left, mid1, back, mid2, right, mid3: the turn in order).
+column per view in the order the person turns (right, mid0, front, mid1, left, mid2, back,
+mid3); geometry-only folders (no images) get two rows (parsing, skeleton over the parsing).
 Test layout: one row per sample (I0, S0, P0 over I0, P1). Only complete samples (those with
-a `.done/NNNN` marker) are drawn.
+a `.done/NNNN` marker) are drawn. Older folders (no layout.json) must be converted first
+(scripts/convert_layout.py).
 """
 import argparse
 import sys
@@ -16,9 +18,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-TURN = ("front", "mid0", "left", "mid1", "back", "mid2", "right", "mid3")
-CSV_ORDER = ("front", "left", "back", "right", "mid0", "mid1", "mid2", "mid3")
+from datagen.layout import VIEWS as CSV_ORDER, read_layout  # noqa: E402
+
+TURN = ("right", "mid0", "front", "mid1", "left", "mid2", "back", "mid3")
 
 
 def _load(path, size):
@@ -47,17 +51,18 @@ def _label(tile, text):
     return np.asarray(img)
 
 
-def train_rows(root, stem, size):
+def train_rows(root, stem, size, images=True):
     from psc_engine.formats.poses import read_pose_csv
 
     _, poses = read_pose_csv(root / "joint" / f"{stem}.csv")
     imgs, parts, skels = [], [], []
     for v in TURN:
-        img = _load(root / f"{v}_img" / f"{stem}.jpg", size)
+        sg = _parsing(root / f"{v}_sg" / f"{stem}.png", size)
+        img = _load(root / f"{v}_img" / f"{stem}.jpg", size) if images else sg
         imgs.append(_label(img, f"{stem} {v}"))
-        parts.append(_parsing(root / f"{v}_sg" / f"{stem}.png", size))
+        parts.append(sg if images else _label(sg, f"{stem} {v}"))
         skels.append(_skeleton(poses[CSV_ORDER.index(v)], img, size))
-    return [np.concatenate(r, 1) for r in (imgs, parts, skels)]
+    return [np.concatenate(r, 1) for r in ((imgs, parts, skels) if images else (parts, skels))]
 
 
 def test_rows(root, stem, size):
@@ -88,10 +93,20 @@ def main(argv=None):
     stems = stems[a.start:a.start + a.count]
     if not stems:
         p.exit(2, f"contact_sheet: error: {a.dir}: no complete samples (.done/NNNN markers)\n")
-    test = (a.dir / "I0").is_dir()
+    try:
+        rec = read_layout(a.dir)
+    except RuntimeError as e:
+        p.exit(2, f"contact_sheet: error: {e}\n")
+    test = (a.dir / "I0").is_dir() or (a.dir / "S0").is_dir()
+    if rec is None and not test:
+        p.exit(2, f"contact_sheet: error: {a.dir}: older layout (no layout.json); convert it with "
+                  f"scripts/convert_layout.py\n")
+    if test and rec is not None and not rec.get("images", True):
+        p.exit(2, f"contact_sheet: error: {a.dir}: a geometry-only test-layout folder has no I0 images to draw\n")
+    images = rec is None or rec.get("images", True)
     rows = []
     for stem in stems:
-        rows += test_rows(a.dir, stem, a.tile) if test else train_rows(a.dir, stem, a.tile)
+        rows += test_rows(a.dir, stem, a.tile) if test else train_rows(a.dir, stem, a.tile, images)
         rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
     sheet = np.concatenate(rows[:-1], 0)
     Image.fromarray(sheet).save(a.out, optimize=True)

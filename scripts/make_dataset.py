@@ -3,6 +3,7 @@
 
     python scripts/make_dataset.py --out DIR --split train|test|heldout --count N
         [--start K] [--resolution 256] [--samples 32] [--workers 2] [--layout train|test] [--log FILE]
+        [--style photo|classic] [--framing photo|full] [--geometry-only]
 
 Needs the optional `data` dependencies (bpy==5.0.1, anny). Resumable: complete samples
 (`DIR/.done/NNNN`) are skipped. See scripts/datagen/README.md.
@@ -26,6 +27,14 @@ def parse(argv):
     p.add_argument("--layout", choices=["train", "test"], default=None,
                    help="folder layout (default: test for --split test, else train)")
     p.add_argument("--log", type=Path, default=None, help="also append progress lines to this file")
+    p.add_argument("--style", choices=["photo", "classic"], default="photo",
+                   help="photo: product-photo studio and shop garments (default); classic: generator version 1's "
+                        "look (its seeds give version 1's pixels and labels, in the original order)")
+    p.add_argument("--framing", choices=["photo", "full"], default=None,
+                   help="photo: full body and knee-up/thigh-up crops (default for --style photo); full: full body "
+                        "(default for --style classic)")
+    p.add_argument("--geometry-only", action="store_true",
+                   help="parsings and joints only: no Cycles image pass, no <view>_img folders")
     a = p.parse_args(argv)
     checks = [
         (a.count >= 1, "--count: must be at least 1"),
@@ -34,6 +43,9 @@ def parse(argv):
         (1 <= a.samples <= 4096, "--samples: must be between 1 and 4096"),
         (1 <= a.workers <= 64, "--workers: must be between 1 and 64"),
         (not a.out.exists() or a.out.is_dir(), f"--out: {a.out} exists and is not a folder"),
+        (not (a.out / ".done").is_dir() or (a.out / "layout.json").exists(),
+         f"--out: {a.out} holds samples of the older layout (no layout.json); convert it with "
+         f"scripts/convert_layout.py or use another folder"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -55,7 +67,8 @@ def main(argv=None):
 
     log = batch.log_to(a.log)
     try:
-        return batch.run(a.out, a.split, a.layout, a.start, a.count, a.workers, a.resolution, a.samples, log)
+        return batch.run(a.out, a.split, a.layout, a.start, a.count, a.workers, a.resolution, a.samples, log,
+                         style=a.style, framing=a.framing, images=not a.geometry_only)
     except (RuntimeError, OSError) as e:
         sys.exit(f"make_dataset: error: {e}")
 

@@ -7,8 +7,10 @@ Shards are `shard-00000.tar`, `shard-00001.tar`, ... each at most --max-mib MiB.
 named by their layout-relative paths (`front_img/0001.jpg`, `joint/0001.csv`, ...), a sample
 is never split across shards, and only complete samples (with a `.done/NNNN` marker) are
 packed. Packing is deterministic (sorted samples, fixed member metadata), so re-packing after
-more samples are done rewrites only the last shard and adds new ones. `index.json` beside
-the shards lists the samples in each shard.
+more samples are done rewrites only the last shard and adds new ones. Every shard also holds
+the folder's `layout.json` (its view order, whether it has images), so a shard says what it
+is; folders of the older layout (no layout.json) must be converted first
+(scripts/convert_layout.py). `index.json` beside the shards lists the samples in each shard.
 """
 import argparse
 import io
@@ -18,6 +20,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+LAYOUT = "layout.json"
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile pads the archive to a whole record
 
@@ -42,15 +45,16 @@ def plan(root, max_bytes):
     """Group complete samples into shards: [[(stem, [paths])...], ...]."""
     done = root / ".done"
     stems = sorted(p.name for p in done.iterdir() if not p.name.startswith(".")) if done.is_dir() else []
-    shards, current, sizes = [], [], []
+    base = [(root / LAYOUT).stat().st_size]  # every shard starts with layout.json
+    shards, current, sizes = [], [], list(base)
     for stem in stems:
         files = sample_members(root, stem)
         fsizes = [(root / f).stat().st_size for f in files]
-        if tar_size(fsizes) > max_bytes:
+        if tar_size(base + fsizes) > max_bytes:
             raise ValueError(f"sample {stem} alone is larger than --max-mib")
         if current and tar_size(sizes + fsizes) > max_bytes:
             shards.append(current)
-            current, sizes = [], []
+            current, sizes = [], list(base)
         current.append((stem, files))
         sizes += fsizes
     if current:
@@ -61,14 +65,13 @@ def plan(root, max_bytes):
 def write_shard(root, path, samples):
     tmp = path.with_name(path.name + ".partial")
     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for _, files in samples:
-            for rel in files:
-                data = (root / rel).read_bytes()
-                info = tarfile.TarInfo(rel)
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
+        for rel in [LAYOUT] + [f for _, files in samples for f in files]:
+            data = (root / rel).read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, path)
 
 
@@ -84,6 +87,9 @@ def main(argv=None):
         p.exit(2, "pack_shards: error: --max-mib must be positive\n")
     if a.out.resolve() == a.dir.resolve():
         p.exit(2, "pack_shards: error: --out must differ from the data folder\n")
+    if not (a.dir / LAYOUT).is_file():
+        p.exit(2, f"pack_shards: error: {a.dir}: older layout (no {LAYOUT}); convert it first with "
+                  f"scripts/convert_layout.py\n")
     try:
         shards = plan(a.dir, int(a.max_mib * 2 ** 20))
     except (ValueError, OSError, KeyError, json.JSONDecodeError) as e:

@@ -3,4 +3,4 @@
 Modules, in the order a sample is made: seeds -> body -> garments, hair -> patterns ->
 scene -> labels -> sample -> writer -> batch. See README.md.
 """
-VERSION = 1  # bump when a change alters the pixels or labels a seed produces
+VERSION = 2  # bump when a change alters the pixels or labels a seed produces (version 1 = --style classic)

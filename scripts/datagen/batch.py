@@ -10,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import VERSION, writer
+from . import VERSION, layout as layoutmod, writer
 
 _STATE = {}
 
@@ -28,7 +28,7 @@ def _exit_with_parent(parent):
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init(resolution, samples, threads, root, split, layout, parent):
+def _init(resolution, samples, threads, root, split, layout, style, framing, images, parent):
     """Worker start-up: import Blender and build the body model once."""
     _exit_with_parent(parent)
     import bpy  # noqa: F401  (import first: it sets up Blender's own Python paths)
@@ -36,7 +36,8 @@ def _init(resolution, samples, threads, root, split, layout, parent):
     from .body import load_body_model
 
     load_body_model()
-    _STATE.update(resolution=resolution, samples=samples, threads=threads, root=root, split=split, layout=layout)
+    _STATE.update(resolution=resolution, samples=samples, threads=threads, root=root, split=split, layout=layout,
+                  style=style, framing=framing, images=images)
 
 
 def _warm():
@@ -54,11 +55,13 @@ def _work(index):
     t0 = time.time()
     try:
         res = sample.make(s["split"], index, s["resolution"], s["samples"], s["threads"],
-                          workdir=Path(s["root"]) / writer.TMP)
+                          workdir=Path(s["root"]) / writer.TMP, style=s["style"], framing=s["framing"],
+                          images=s["images"])
         stem = writer.stem_of(index)
         files = writer.sample_files(res, s["layout"], stem)
-        meta = dict(res["meta"], layout=s["layout"], resolution=s["resolution"], samples=s["samples"],
-                    generator_version=VERSION)
+        meta = dict(res["meta"], layout=s["layout"], resolution=s["resolution"],
+                    samples=s["samples"] if s["images"] else 0, images=s["images"], generator_version=VERSION,
+                    view_order=layoutmod.ORDER_NAME)
         writer.commit(s["root"], stem, files, meta)
         return index, time.time() - t0, sum(len(b) for b in files.values()), None
     except Exception:  # one bad sample must not stop a night's batch
@@ -70,7 +73,12 @@ def _fmt_h(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def run(root, split, layout, start, count, workers, resolution, samples, log=print):
+def run(root, split, layout, start, count, workers, resolution, samples, log=print, style="photo", framing=None,
+        images=True):
+    from .sample import FRAMINGS, STYLES
+
+    framing = framing or ("full" if style == "classic" else "photo")
+    assert style in STYLES and framing in FRAMINGS
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     lock = open(root / ".lock", "w")
@@ -78,17 +86,22 @@ def run(root, split, layout, start, count, workers, resolution, samples, log=pri
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         raise RuntimeError(f"{root}: another make_dataset batch is writing this folder (.lock is held)")
+    if layoutmod.read_layout(root) is None and (root / writer.DONE).is_dir():
+        raise RuntimeError(f"{root}: holds samples of the older layout (no layout.json); convert it with "
+                           f"scripts/convert_layout.py or use another --out folder")
+    layoutmod.write_layout(root, layoutmod.layout_record(VERSION, layout, split, style, framing, images, resolution))
     writer.clean_tmp(root)
     (root / writer.TMP).mkdir()
     todo = [i for i in range(start, start + count) if not writer.is_complete(root, writer.stem_of(i))]
     skipped = count - len(todo)
+    what = f"{samples} spp" if images else "geometry only"
     log(f"[{split}/{layout}] {root}: {count} samples from {start}, {skipped} already complete, {len(todo)} to render "
-        f"with {workers} worker(s), {resolution}px, {samples} spp")
+        f"with {workers} worker(s), {resolution}px, {style} style, {framing} framing, {what}")
     if not todo:
         return 0
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # taskset
     threads = max(1, cores // workers)
-    args = (resolution, samples, threads, str(root), split, layout, os.getpid())
+    args = (resolution, samples, threads, str(root), split, layout, style, framing, images, os.getpid())
     # SIGTERM (kill, a session ending) unwinds like Ctrl-C, so the pool below terminates its workers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.time()

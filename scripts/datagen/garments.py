@@ -56,6 +56,60 @@ def sample_outfit(rng, family):
     return outfit
 
 
+def sample_photo_outfit(rng, family):
+    """The garments of shop photos: dresses of several cuts and lengths, blouses and fitted tops
+    over skirts, trousers or shorts, with cloth-like materials (patterns.sample_photo_material)."""
+    kind = str(rng.choice(["dress", "top_skirt", "top_trousers", "top_shorts"], p=[0.42, 0.2, 0.28, 0.1]))
+    cut = str(rng.choice(["fitted", "tee", "blouse"], p=[0.35, 0.3, 0.35])) if kind != "dress" else "dress"
+    sleeves = {"dress": [0.35, 0.3, 0.1, 0.25], "fitted": [0.35, 0.3, 0.05, 0.3], "tee": [0.0, 0.75, 0.1, 0.15],
+               "blouse": [0.15, 0.25, 0.2, 0.4]}[cut]
+    top = {
+        "cut": cut,
+        "sleeve": str(rng.choice(["none", "short", "elbow", "long"], p=sleeves)),
+        "neck": str(rng.choice(["round", "v", "high"], p=[0.45, 0.35, 0.2])),
+        "neck_depth": float(rng.uniform(0.01, 0.09)),
+        "neck_width": float(rng.uniform(0.06, 0.11)),
+        "loose": float(rng.uniform(0.014, 0.03) if cut == "blouse" else rng.uniform(0.0, 0.007)),
+        "hem": float(rng.uniform(-0.12, 0.05) if cut == "blouse" else rng.uniform(-0.02, 0.14)),
+        "material": patterns.sample_photo_material(rng, family, "top"),
+    }
+    outfit = {"kind": kind, "top": top}
+    if kind in ("top_trousers", "top_shorts"):
+        length = "long" if kind == "top_trousers" else str(rng.choice(["shorts", "knee"], p=[0.65, 0.35]))
+        outfit["bottom"] = {
+            "length": length,
+            "waist": float(rng.uniform(0.17, 0.32)),
+            "offset": float(rng.uniform(0.006, 0.014)),
+            "flare": float(rng.choice([rng.uniform(0.0, 0.02), rng.uniform(0.02, 0.07)], p=[0.6, 0.4])),
+            "material": patterns.sample_photo_material(rng, family, "bottom"),
+        }
+        top["hem"] = min(top["hem"], outfit["bottom"]["waist"] - 0.06)
+    else:
+        shape = str(rng.choice(["straight", "a_line", "full"], p=[0.3, 0.45, 0.25]))
+        flare = {"straight": (0.0, 0.06), "a_line": (0.08, 0.25), "full": (0.25, 0.5)}[shape]
+        outfit["skirt"] = {
+            "length": str(rng.choice(["mini", "knee", "midi", "maxi"], p=[0.15, 0.35, 0.35, 0.15])),
+            "shape": shape,
+            "waist": float(rng.uniform(0.2, 0.34)),
+            "flare": float(rng.uniform(*flare)),
+            # folds round the hem: count, depth (m at the hem) and phase
+            "fold_count": int(rng.integers(5, 13)),
+            "fold_depth": float(rng.uniform(0.004, 0.012) + (0.05 if shape == "full" else 0.02) * rng.random()),
+            "fold_phase": float(rng.uniform(0, 2 * np.pi)),
+            "material": top["material"] if kind == "dress" else patterns.sample_photo_material(rng, family, "bottom"),
+        }
+        if kind == "dress":
+            top["hem"] = outfit["skirt"]["waist"] - 0.02
+        else:
+            top["hem"] = min(top["hem"], outfit["skirt"]["waist"] - 0.04)
+    long_trousers = outfit.get("bottom", {}).get("length") == "long"
+    outfit["shoes"] = {
+        "height": float(rng.uniform(-0.03, 0.03 if long_trousers else 0.06)),
+        "material": patterns.sample_material(rng, family, "shoes"),
+    }
+    return outfit
+
+
 class Measures:
     """Rest-pose landmarks of one body, all in metres (anny frame)."""
 
@@ -148,6 +202,9 @@ def skirt_part(name, body, m, skirt, label, inner_offset):
             ext = np.maximum(ext, (np.roll(ext, 1, 1) + np.roll(ext, -1, 1)) / 2)
         drop = z_top - heights
         r = ext + inner_offset + 0.004 + skirt["flare"] * drop[:, None] * (drop[:, None] / max(drop[-1], 1e-3)) ** 0.5
+        if "fold_count" in skirt:  # folds that deepen towards the hem (outwards only: legs stay inside)
+            wave = 0.5 + 0.5 * np.sin(skirt["fold_count"] * angles + skirt["fold_phase"])
+            r = r + skirt["fold_depth"] * (drop / max(drop[-1], 1e-3))[:, None] * wave[None]
         x = center[0] + r * np.cos(angles)[None]
         y = center[1] + r * np.sin(angles)[None]
         z = heights[:, None].repeat(cols, 1)

@@ -79,6 +79,60 @@ def sample_material(rng, family, slot):
     }
 
 
+# Shop-photo garments (style "photo"): solid colours first, then florals, stripes and prints.
+# Held-out patterns stay apart from train ones (a daisy print is not a blossom print).
+PHOTO_FAMILIES = {
+    "train": {
+        "top": {"solid": 0.5, "floral": 0.16, "hstripes": 0.09, "vstripes": 0.06, "dots": 0.07, "print": 0.07,
+                "checks": 0.05},
+        "bottom": {"solid": 0.6, "denim": 0.18, "floral": 0.06, "vstripes": 0.05, "checks": 0.06, "print": 0.05},
+    },
+    "heldout": {
+        "top": {"solid": 0.5, "daisy": 0.16, "diagonal": 0.1, "plaid": 0.08, "chevron": 0.08, "camo": 0.08},
+        "bottom": {"solid": 0.6, "denim": 0.16, "daisy": 0.08, "plaid": 0.08, "diagonal": 0.08},
+    },
+}
+# Fashion colours (sRGB): neutrals, pastels and a few strong ones.
+PHOTO_COLOURS = [
+    (18, 18, 20), (245, 244, 240), (236, 228, 212), (210, 190, 160), (175, 140, 105), (120, 90, 70),
+    (130, 130, 134), (60, 62, 70), (28, 36, 70), (70, 100, 160), (165, 195, 225), (200, 30, 45), (150, 25, 45),
+    (225, 130, 150), (245, 200, 205), (200, 180, 220), (110, 60, 120), (40, 100, 70), (110, 125, 70),
+    (180, 200, 170), (215, 170, 50), (245, 225, 150), (200, 100, 60), (60, 150, 150), (250, 250, 250),
+]
+# Cloth: (roughness range, sheen weight range, fold bump strength range), by fabric.
+FABRICS = {"cotton": ((0.7, 0.9), (0.2, 0.5), (0.05, 0.15)), "jersey": ((0.6, 0.85), (0.3, 0.6), (0.03, 0.1)),
+           "satin": ((0.25, 0.42), (0.1, 0.3), (0.08, 0.2)), "chiffon": ((0.5, 0.75), (0.5, 0.9), (0.1, 0.25)),
+           "wool": ((0.8, 0.95), (0.4, 0.8), (0.05, 0.12))}
+
+
+def sample_photo_material(rng, family, slot):
+    """A shop garment's material spec: a photo pattern family, colours and a fabric's shading."""
+    table = PHOTO_FAMILIES[family][slot]
+    fam = str(rng.choice(list(table), p=np.array(list(table.values())) / sum(table.values())))
+    base = _pick(rng, DENIM) if fam == "denim" else _pick(rng, PHOTO_COLOURS)
+    colours = [_jitter(rng, base)]
+    for _ in range(2):
+        while True:
+            c = _pick(rng, PHOTO_COLOURS)
+            if abs(np.mean(c) - np.mean(base)) > 50 or rng.random() < 0.2:
+                break
+        colours.append(_jitter(rng, c))
+    fabric = "cotton" if fam == "denim" else str(rng.choice(list(FABRICS), p=[0.3, 0.25, 0.15, 0.15, 0.15]))
+    rough, sheen, fold = FABRICS[fabric]
+    return {
+        "family": fam,
+        "colours": colours,
+        "scale": float(rng.uniform(0.7, 1.5)),
+        "duty": float(rng.uniform(0.3, 0.6)),
+        "roughness": float(rng.uniform(*rough)),
+        "fabric": fabric,
+        "sheen": float(rng.uniform(*sheen)),
+        "fold_bump": float(rng.uniform(*fold)),
+        "fold_scale": float(rng.uniform(5.0, 11.0)),
+        "seed": float(rng.uniform(0, 100)),
+    }
+
+
 # ---------------------------------------------------------------- Blender nodes
 
 class Graph:
@@ -178,6 +232,8 @@ def pattern_colour(g, spec, logo_image=None):
         g.link(v.outputs["Color"], sep.inputs[0])
         r = sep.outputs[0]
         return g.mix(g.math("GREATER_THAN", r, 0.66), g.mix(g.math("GREATER_THAN", r, 0.33), c[0], c[1]), c[2])
+    if fam in ("floral", "daisy"):
+        return _flowers(g, spec, vec)
     if fam == "chevron":
         fx = g.math("ABSOLUTE", g.math("SUBTRACT", g.math("FRACT", g.math("MULTIPLY", x, 6.0 * s)), 0.5))
         v = g.math("ADD", g.math("MULTIPLY", z, 6.0 * s), g.math("MULTIPLY", fx, 0.8))
@@ -206,6 +262,82 @@ def pattern_colour(g, spec, logo_image=None):
         alpha = g.math("MULTIPLY", tex.outputs["Alpha"], front)
         return g.mix(alpha, c[0], tex.outputs["Color"])
     raise ValueError(f"unknown pattern family {fam!r}")
+
+
+def _flowers(g, spec, vec):
+    """A flower print: one flower per jittered 3D cell, petals from the angle about the cell's
+    centre (floral: 5-6 round petals and leaves; daisy: 9-12 thin petals, no leaves)."""
+    c, s = spec["colours"], spec["scale"]
+    daisy = spec["family"] == "daisy"
+    sv = g.node("ShaderNodeVectorMath", operation="SCALE")
+    g.link(vec, sv.inputs[0])
+    sv.inputs["Scale"].default_value = (16.0 if daisy else 11.0) * s
+    p = sv.outputs["Vector"]
+
+    def layer(offset, n_petals, sharp, size, seed):
+        q = g.node("ShaderNodeVectorMath", operation="ADD")
+        g.link(p, q.inputs[0])
+        q.inputs[1].default_value = offset
+        cell = g.node("ShaderNodeVectorMath", operation="FLOOR")
+        g.link(q.outputs[0], cell.inputs[0])
+        local = g.node("ShaderNodeVectorMath", operation="FRACTION")
+        g.link(q.outputs[0], local.inputs[0])
+        rnd = g.node("ShaderNodeTexWhiteNoise", noise_dimensions="4D")
+        g.link(cell.outputs[0], rnd.inputs["Vector"])
+        rnd.inputs["W"].default_value = spec["seed"] + seed
+        # centre jittered inside the cell: local - (0.5 + 0.25 (rand - 0.5))
+        jit = g.node("ShaderNodeVectorMath", operation="MULTIPLY_ADD")
+        g.link(rnd.outputs["Color"], jit.inputs[0])
+        jit.inputs[1].default_value = (0.25, 0.25, 0.25)
+        jit.inputs[2].default_value = (0.375, 0.375, 0.375)
+        d = g.node("ShaderNodeVectorMath", operation="SUBTRACT")
+        g.link(local.outputs[0], d.inputs[0])
+        g.link(jit.outputs[0], d.inputs[1])
+        r = g.node("ShaderNodeVectorMath", operation="LENGTH")
+        g.link(d.outputs[0], r.inputs[0])
+        sep = g.node("ShaderNodeSeparateXYZ")
+        g.link(d.outputs[0], sep.inputs[0])
+        ang = g.math("ARCTAN2", sep.outputs[2], g.math("ADD", sep.outputs[0], sep.outputs[1]))
+        ang = g.math("ADD", ang, g.math("MULTIPLY", rnd.outputs["Value"], 6.283))
+        petal = g.math("POWER", g.math("ABSOLUTE", g.math("COSINE", g.math("MULTIPLY", ang, n_petals / 2))), sharp)
+        radius = g.math("MULTIPLY", g.math("ADD", g.math("MULTIPLY", petal, 0.55), 0.45), size)
+        inside = g.math("LESS_THAN", r.outputs["Value"], radius)
+        centre = g.math("LESS_THAN", r.outputs["Value"], size * 0.22)
+        return inside, centre
+
+    n = 10.0 if daisy else 5.0
+    flower, centre = layer((0.0, 0.0, 0.0), n, 4.0 if daisy else 0.7, 0.34 * (0.8 + 0.4 * spec["duty"]), 0.0)
+    col = g.mix(flower, c[0], c[1])
+    if not daisy:  # leaves: a second, offset layer of two-lobed shapes under the flowers
+        leaf, _ = layer((0.5, 0.31, 0.77), 2.0, 1.5, 0.26, 7.0)
+        col = g.mix(g.math("MULTIPLY", leaf, g.math("SUBTRACT", 1.0, flower)), col, c[2])
+    centre_col = tuple(min(1.0, v * 0.45) for v in c[1])
+    return g.mix(g.math("MULTIPLY", centre, flower), col, centre_col)
+
+
+def cloth_shading(g, bsdf, spec):
+    """Sheen and folds of a photo garment: a vertical drape of soft waves plus small creases, as a bump."""
+    vec, x, y, z = g.xyz()
+    wave = g.node("ShaderNodeTexWave", wave_type="BANDS", bands_direction="X", wave_profile="SIN")
+    g.link(vec, wave.inputs["Vector"])
+    wave.inputs["Scale"].default_value = spec["fold_scale"]
+    wave.inputs["Distortion"].default_value = 4.0
+    wave.inputs["Detail"].default_value = 1.0
+    wave.inputs["Detail Scale"].default_value = 1.5
+    crease = g.node("ShaderNodeTexNoise")
+    g.link(vec, crease.inputs["Vector"])
+    crease.inputs["Scale"].default_value = 18.0
+    crease.inputs["Detail"].default_value = 2.0
+    height = g.math("ADD", wave.outputs["Fac"], g.math("MULTIPLY", crease.outputs["Fac"], 0.5))
+    bump = g.node("ShaderNodeBump")
+    bump.inputs["Strength"].default_value = spec["fold_bump"]
+    bump.inputs["Distance"].default_value = 0.02
+    g.link(height, bump.inputs["Height"])
+    g.link(bump.outputs["Normal"], bsdf.inputs["Normal"])
+    bsdf.inputs["Sheen Weight"].default_value = spec["sheen"]
+    bsdf.inputs["Sheen Roughness"].default_value = 0.4
+    if spec["fabric"] == "satin":
+        bsdf.inputs["Specular IOR Level"].default_value = 0.7
 
 
 def logo_pixels(spec, size=128):
@@ -263,5 +395,7 @@ def make_material(bpy, name, spec):
     bsdf.inputs["Roughness"].default_value = spec["roughness"]
     if "Sheen Weight" in bsdf.inputs:
         bsdf.inputs["Sheen Weight"].default_value = 0.3
+    if "fabric" in spec:  # photo style only: the classic graph stays as it was
+        cloth_shading(g, bsdf, spec)
     g.link(bsdf.outputs[0], out.inputs["Surface"])
     return mat

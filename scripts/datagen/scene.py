@@ -269,9 +269,15 @@ def photo_mode(scene, world_bg, params, samples, seed):
         light.hide_render = False
 
 
-def label_mode(scene, world_bg, override):
-    """One sample per pixel, no filter, flat emission, black world: every pixel is one class."""
+def label_mode(scene, world_bg, override, seed):
+    """One sample per pixel, no filter, flat emission, black world: every pixel is one class.
+    (The first lines repeat what photo_mode set, for geometry-only samples that skip it.)"""
+    scene.render.engine = "CYCLES"
     c = scene.cycles
+    c.device = "CPU"
+    c.seed = seed % (1 << 31)
+    c.use_animated_seed = False
+    scene.render.dither_intensity = 0.0
     c.samples = 1
     c.use_denoising = False
     c.filter_width = 0.01
@@ -310,3 +316,149 @@ def render_to_array(bpy, scene, path):
     bpy.ops.render.render(write_still=True)
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB")).copy()
+
+
+# ---------------------------------------------------------------- photo style and framings
+
+# Seamless paper of product photos: white to light grey, a few warm or cool off-whites (sRGB).
+PHOTO_BACKDROPS = [(246, 246, 246), (240, 240, 238), (232, 232, 232), (222, 222, 223), (210, 210, 212),
+                   (242, 238, 232), (234, 230, 224), (230, 233, 238)]
+PHOTO_BACKDROP_P = [0.22, 0.18, 0.16, 0.12, 0.08, 0.1, 0.07, 0.07]
+
+# Framings of fashion photos: full body, or cut by the bottom edge between mid-calf and
+# mid-thigh with the person filling the frame (sometimes the top of the head cut too).
+FULL_BODY_SHARE = 0.3
+HEAD_CUT_SHARE = 0.15  # of the crops
+
+
+def sample_photo_scene(rng):
+    """Studio, camera and lighting of a product photo: seamless white/grey paper, soft frontal light."""
+    k = int(rng.choice(len(PHOTO_BACKDROPS), p=PHOTO_BACKDROP_P))
+    grey = np.array(PHOTO_BACKDROPS[k], float) * rng.uniform(0.97, 1.02)
+    cove = float(rng.uniform(1.2, 2.0))
+    return {
+        "skin": patterns._jitter(rng, SKIN_TONES[int(rng.integers(len(SKIN_TONES)))]),
+        "backdrop": patterns.srgb_to_linear(np.clip(grey, 0, 250)),
+        "backdrop_glow": float(rng.uniform(0.4, 0.8)),  # the paper's own light: keeps it white, shadows soft
+        "cove_radius": cove,
+        "wall_distance": cove + float(rng.uniform(0.45, 1.1)),
+        "focal_mm": float(rng.uniform(50, 100)),
+        "fill_fraction": float(rng.uniform(0.82, 0.92)),
+        "camera_height": float(rng.uniform(-0.06, 0.1)),
+        "offset_x": float(rng.uniform(-0.03, 0.03)),
+        "offset_y": float(rng.uniform(-0.02, 0.02)),
+        "key_azimuth": float(rng.choice([-1, 1]) * rng.uniform(0, 25)),
+        "key_elevation": float(rng.uniform(8, 28)),
+        "key_size": float(rng.uniform(3.0, 5.0)),
+        "key_power": float(rng.uniform(130, 190)),
+        "fill_ratio": float(rng.uniform(0.45, 0.85)),
+        "top_ratio": float(rng.uniform(0.15, 0.45)),
+        "ambient": float(rng.uniform(0.25, 0.45)),
+        "exposure": float(rng.uniform(-0.45, -0.2)),
+    }
+
+
+def sample_framing(rng, framing):
+    """One framing per sample, shared by all eight views (the camera does not move in a clip)."""
+    if framing == "full" or rng.random() < FULL_BODY_SHARE:
+        return {"kind": "full"}
+    head_cut = rng.random() < HEAD_CUT_SHARE
+    return {
+        "kind": "crop",
+        # where the bottom edge cuts the legs: 0 mid-calf, 0.5 the knees, 1 mid-thigh
+        "cut": float(rng.uniform(0.0, 1.0)),
+        # space above the head, fraction of the frame; negative: the top of the head is cut off
+        "top_margin": float(-rng.uniform(0.02, 0.1) if head_cut else rng.uniform(0.015, 0.06)),
+        "camera_level": float(rng.uniform(0.45, 0.75)),  # camera height within the framed span
+    }
+
+
+def cut_height(joints8, cut):
+    """World height of the bottom edge: mid-calf (cut 0) -> knee (0.5) -> mid-thigh (1).
+    joints8 (8, 18, 3) in OpenPose order, averaged over the views and both legs."""
+    hip = joints8[:, [8, 11], 2].mean()
+    knee = joints8[:, [9, 12], 2].mean()
+    ankle = joints8[:, [10, 13], 2].mean()
+    levels = [0.5 * (ankle + knee), knee, 0.5 * (knee + hip)]
+    return float(np.interp(cut, [0.0, 0.5, 1.0], levels))
+
+
+def frame_crop(scene, cam, params, fr, points, joints8):
+    """A fashion crop: the bottom edge at the cut height on the turntable axis, the top of the
+    person (over all views) `top_margin` below the top edge, centred across. Returns the cut height."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    z_cut = cut_height(joints8, fr["cut"])
+    above = points[points[:, 2] >= z_cut]
+    sub = above[:: max(1, len(above) // 4000)]
+    top = above[:, 2].max()
+    h = top - z_cut
+    span = 1.0 - fr["top_margin"]
+    fov = 2 * math.atan(18.0 / cam.data.lens)
+    dist = h / (span * 2 * math.tan(fov / 2))
+    cz = z_cut + fr["camera_level"] * h
+    mid = 0.5 * (z_cut + top)
+    for _ in range(4):
+        cam.location = (0.0, -dist, cz)
+        cam.rotation_euler = (math.pi / 2 - math.atan2(cz - mid, dist), 0.0, 0.0)
+        cam.data.shift_x = cam.data.shift_y = 0.0
+        scene.view_layers[0].update()
+        v_top = max(world_to_camera_view(scene, cam, Vector(p))[1] for p in sub)
+        v_bot = world_to_camera_view(scene, cam, Vector((0.0, 0.0, z_cut)))[1]
+        dist *= (v_top - v_bot) / span
+    scene.view_layers[0].update()
+    uv = np.array([tuple(world_to_camera_view(scene, cam, Vector(p)))[:2] for p in sub])
+    v_bot = world_to_camera_view(scene, cam, Vector((0.0, 0.0, z_cut)))[1]
+    cam.data.shift_x = float(0.5 * (uv[:, 0].max() + uv[:, 0].min()) - 0.5 - params["offset_x"])
+    cam.data.shift_y = float(v_bot)
+    scene.view_layers[0].update()
+    return z_cut
+
+
+def photo_backdrop(bpy, params):
+    """Seamless paper: floor, a wide cove and wall, lit by its own soft glow so that no floor line shows."""
+    wall_y, radius = params["wall_distance"], params["cove_radius"]
+    prof = [(-14.0, 0.0), (wall_y - radius, 0.0)]
+    for a in np.linspace(0, math.pi / 2, 17)[1:]:
+        prof.append((wall_y - radius + radius * math.sin(a), radius - radius * math.cos(a)))
+    prof.append((wall_y, 10.0))
+    verts = [(x, y, z) for (y, z) in prof for x in (-14.0, 14.0)]
+    faces = []
+    for i in range(len(prof) - 1):
+        a, b, c, d = 2 * i, 2 * i + 1, 2 * i + 2, 2 * i + 3
+        faces += [(a, b, d), (a, d, c)]
+    obj = make_mesh_object(bpy, "backdrop", np.array(verts), np.array(faces), face_labels=np.zeros(len(faces), int))
+    obj.visible_diffuse = False
+    obj.visible_glossy = False
+    colour = tuple(params["backdrop"])
+    mat, _, bsdf = principled(bpy, "backdrop", colour, 1.0)
+    bsdf.inputs["Emission Color"].default_value = colour + (1.0,)
+    bsdf.inputs["Emission Strength"].default_value = params["backdrop_glow"]
+    obj.data.materials.append(mat)
+    return obj
+
+
+def photo_studio(bpy, scene, params, center_z, cam):
+    """Soft frontal light: a large key near the camera, a fill on the other side, a soft top light."""
+    world = bpy.data.worlds.new("world")
+    scene.world = world
+    world.use_nodes = True
+    bg = world.node_tree.nodes["Background"]
+    bg.inputs["Color"].default_value = (0.9, 0.9, 0.9, 1.0)
+    bg.inputs["Strength"].default_value = params["ambient"]
+    target = (0.0, 0.0, center_z)
+
+    def around(az, el, dist):
+        a, e = math.radians(az), math.radians(el)
+        return (dist * math.cos(e) * math.sin(a), -dist * math.cos(e) * math.cos(a), center_z + dist * math.sin(e))
+
+    k = params["key_power"]
+    lights = [
+        area_light(bpy, "key", around(params["key_azimuth"], params["key_elevation"], 3.5), target,
+                   params["key_size"], k),
+        area_light(bpy, "fill", around(-params["key_azimuth"] - np.sign(params["key_azimuth"] or 1) * 35, 5, 3.5),
+                   target, 3.5, k * params["fill_ratio"]),
+        area_light(bpy, "top", (0.0, -0.4, center_z + 2.6), target, 2.5, k * params["top_ratio"]),
+    ]
+    return world, bg, lights

@@ -11,7 +11,7 @@ import numpy as np
 SPLITS = ("train", "heldout", "test")
 # test draws from the held-out families too: it is for inference demos, never for training.
 FAMILY = {"train": "train", "heldout": "heldout", "test": "heldout"}
-_STREAMS = ("body", "pose", "outfit", "hair", "scene")
+_STREAMS = ("body", "pose", "outfit", "hair", "scene", "framing")  # append only: the index is the seed
 
 
 def split_salt(split):

@@ -1,9 +1,12 @@
 """Writing samples so that a half-written one is never taken for a good one.
 
-Layouts (psc-method.md):
+Layouts (psc-method.md, layout.py):
   train: <view>_img/NNNN.jpg, <view>_sg/NNNN.png for the 8 views, joint/NNNN.csv (8 poses:
-         front, left, back, right, mid0..mid3), joint_interpolation/NNNN.csv (12 poses).
-  test:  I0/NNNN.jpg (front), S0/NNNN.png, P0/NNNN.csv (front pose), P1/NNNN.csv (left pose).
+         right, front, left, back, mid0..mid3), joint_interpolation/NNNN.csv (12 poses).
+         Geometry-only samples have no <view>_img files.
+  test:  I0/NNNN.jpg (front), S0/NNNN.png, P0/NNNN.csv (front pose), P1/NNNN.csv (the pose
+         of the `right` view, turntable angle 90).
+Every folder also holds `layout.json` (layout.py) saying which layout and order it is in.
 
 The completion rule, for every reader and packer: sample NNNN of a folder is complete if and
 only if the marker file `.done/NNNN` exists. Files of a sample without its marker are
@@ -23,7 +26,7 @@ from PIL import Image
 
 from .labels import format_poses
 
-TRAIN_VIEWS = ("front", "left", "back", "right", "mid0", "mid1", "mid2", "mid3")
+from .layout import VIEWS as TRAIN_VIEWS
 TEST_FOLDERS = ("I0", "S0", "P0", "P1")
 DONE, TMP = ".done", ".tmp"
 
@@ -51,16 +54,19 @@ def sample_files(result, layout, stem):
     files = {}
     if layout == "train":
         for v in TRAIN_VIEWS:
-            files[f"{v}_img/{stem}.jpg"] = jpeg_bytes(result["images"][v])
+            if result["images"] is not None:
+                files[f"{v}_img/{stem}.jpg"] = jpeg_bytes(result["images"][v])
             files[f"{v}_sg/{stem}.png"] = png_bytes(result["parsings"][v])
         files[f"joint/{stem}.csv"] = format_poses(result["poses8"], [0.0] * 8).encode()
         interp = np.concatenate([result["poses8"][:4], result["interp_poses"]])
         files[f"joint_interpolation/{stem}.csv"] = format_poses(interp, [0.0] * 4 + list(result["interp_ts"])).encode()
     elif layout == "test":
-        files[f"I0/{stem}.jpg"] = jpeg_bytes(result["images"]["front"])
+        front, right = TRAIN_VIEWS.index("front"), TRAIN_VIEWS.index("right")
+        if result["images"] is not None:
+            files[f"I0/{stem}.jpg"] = jpeg_bytes(result["images"]["front"])
         files[f"S0/{stem}.png"] = png_bytes(result["parsings"]["front"])
-        files[f"P0/{stem}.csv"] = format_poses(result["poses8"][:1], [0.0]).encode()
-        files[f"P1/{stem}.csv"] = format_poses(result["poses8"][1:2], [0.0]).encode()
+        files[f"P0/{stem}.csv"] = format_poses(result["poses8"][front:front + 1], [0.0]).encode()
+        files[f"P1/{stem}.csv"] = format_poses(result["poses8"][right:right + 1], [0.0]).encode()
     else:
         raise ValueError(f"unknown layout {layout!r}")
     return files
