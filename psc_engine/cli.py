@@ -155,9 +155,10 @@ def cmd_bench(args):
 
 
 def cmd_train(args):
+    from .training.config import TrainConfig
     from .training.train import train
 
-    train(args)
+    train(TrainConfig.from_args(args))
     return 0
 
 
@@ -286,35 +287,10 @@ def build_parser():
     b.add_argument("--photo", action="store_true", help="also time the photo nets (keypoints, parser, `prepare` on a 256x256 photo)")
     b.set_defaults(fn=cmd_bench)
 
+    from .training.config import TrainConfig
+
     tr = sub.add_parser("train", help="train a net on the train layout (folders or .tar shards)")
-    tr.add_argument("--data_dir", required=True, action="append", help="train-layout folder or folder of .tar shards (repeatable)")
-    tr.add_argument("--model", required=True, choices=["pm", "aa", "ct", "pose", "parsing"],
-                    help="pm, aa, ct: the PSC chain; pose, parsing: the photo nets used by `prepare`")
-    tr.add_argument("--out", default="runs", help="run folder: <out>/<model>/checkpoint.pt, losses.csv, losses.png, weights/")
-    tr.add_argument("--resume", action="store_true", help="continue from <out>/<model>/checkpoint.pt")
-    tr.add_argument("--steps", type=int, default=20000, help="total steps (the lr halves every quarter)")
-    tr.add_argument("--batch", type=int, default=4)
-    tr.add_argument("--lr", type=float, default=4e-4)
-    tr.add_argument("--base", type=int, default=16, help="base channel width")
-    tr.add_argument("--size", type=int, default=256, choices=[128, 256], help="training resolution (128: a cheaper first stage)")
-    tr.add_argument("--init", help="start from these trained weights (a folder with <model>.safetensors + .json), fresh optimiser")
-    tr.add_argument("--shape_from", help="CT only: a weights folder whose AA-Net (frozen) gives CT the target parsings "
-                    "it reads on --shape_mix of the items, as in the chain; losses stay on the truth")
-    tr.add_argument("--shape_mix", type=float, default=0.5, help="share of items where CT reads AA's parsing (with --shape_from)")
-    tr.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this "
-                    "decay (e.g. 0.999) and export it instead of the last step's weights; 0: off")
-    tr.add_argument("--ssim_weight", type=float, default=1.0, help="CT only: weight of the SSIM term against the "
-                    "others (L1, gradients, face and clothing L2, texture, flow), each weighted as losses.py says")
-    tr.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this many minutes")
-    tr.add_argument("--checkpoint_minutes", type=float, default=5)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--no_augment", action="store_true")
-    tr.add_argument("--device", default="auto")
-    tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                    help="bf16: the nets run under bfloat16 autocast (weights, optimiser and SSIM stay float32); "
-                    "auto: bf16 on CUDA, fp32 on the CPU (bf16 there trained CT 1.22x faster on a CPU with "
-                    "AVX512-BF16 or AMX)")
-    tr.add_argument("--quiet", action="store_true")
+    TrainConfig.add_arguments(tr)
     tr.set_defaults(fn=cmd_train)
 
     ev = sub.add_parser("evaluate", help="quality on renders (train layout) or real photos (test layout), against two baselines")

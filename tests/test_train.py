@@ -75,7 +75,8 @@ def test_resume_after_kill_continues_exactly(train_dir, tmp_path):
                              "--checkpoint_minutes", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = killed / "aa" / "checkpoint.pt"
     deadline = time.time() + 120
-    while time.time() < deadline and not (ckpt.exists() and len(losses(killed, "aa")) >= 4):
+    log = killed / "aa" / "losses.csv"  # written just after each checkpoint
+    while time.time() < deadline and not (ckpt.exists() and log.exists() and len(losses(killed, "aa")) >= 4):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

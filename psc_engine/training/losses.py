@@ -7,6 +7,8 @@ frozen, randomly initialised conv net (second-order texture statistics: random c
 are known to carry texture well -- Ustyuzhaninov et al., 2017 -- and they need no download and
 cannot be gamed, since the net never trains). Written down in the model card too.
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -161,3 +163,50 @@ def parser_losses(logits, labels):
     inter = (prob * onehot).sum((0, 2, 3))
     dice = 1 - ((2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)).mean()
     return ce + dice, {"ce": ce.item(), "dice": dice.item()}
+
+
+# One training step's loss for each net, as training/config.py's NETS names them:
+# (net, batch from batches.py, extras) -> (loss, {term: value}).
+
+
+@dataclass
+class Extras:
+    """What some nets' losses need beside the net and its batch."""
+
+    probe: nn.Module = None  # CT: the frozen random features of the texture (Gram) term
+    shape_net: nn.Module = None  # CT with --shape_from: the frozen AA-Net whose parsings CT reads
+    shape_mix: float = 0.0  # ... on this share of the items
+    ssim_weight: float = 1.0  # CT: the SSIM term's weight
+
+
+def pm_step(net, batch, extras):
+    return pm_losses(net, batch["maps_a"], batch["maps_b"], batch["t1"], batch["t2"], batch["target1"],
+                     batch["target2"], batch["joints_ok"], batch["pose_a"], batch["pose_b"])
+
+
+def aa_step(net, batch, extras):
+    return aa_losses(net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]), batch["tgt_labels"])
+
+
+def ct_step(net, batch, extras):
+    """CT with a `shape_net` (a frozen AA-Net): on a `shape_mix` share of the items CT reads the
+    target parsing AA predicts (its class probabilities), as the chain gives it at run time,
+    instead of the true one; its losses still compare against the true image and parsing. CT
+    trained on true parsings alone never sees AA's mistakes (lost fingers, ragged hems, hair
+    read as face) until it is used."""
+    shape = batch["tgt_onehot"]
+    if extras.shape_net is not None and extras.shape_mix > 0:
+        with torch.no_grad():
+            predicted = extras.shape_net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).softmax(1).to(shape.dtype)
+        use = torch.rand(shape.shape[0], device=shape.device) < extras.shape_mix  # seeded per step: resumes exactly
+        shape = torch.where(use[:, None, None, None], predicted, shape)
+    out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], shape, batch["tgt_maps"])
+    return ct_losses(extras.probe, out, batch["tgt_image"], batch["tgt_onehot"], batch["src_onehot"], extras.ssim_weight)
+
+
+def pose_step(net, batch, extras):
+    return keypoint_losses(net, batch["image"], batch["heatmaps"], batch["visible"])
+
+
+def parsing_step(net, batch, extras):
+    return parser_losses(net(batch["image"]), batch["labels"])
