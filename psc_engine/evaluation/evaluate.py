@@ -1,7 +1,8 @@
 """`python -m psc_engine evaluate --data_dir D`: quality on any train-layout folder.
 
-For each sample, each reference view (front, left, back, right) goes to its neighbouring views
-(the next reference view either way round) and its in-between views, with the true target pose:
+For each sample, each reference view k (right, front, left, back) goes to its neighbours in the
+original pairing, both directions: view k + 1 and mid k ahead of it, view k - 1 and mid k - 1
+behind it (right -> front, mid0, back, mid3; ...), with the true target pose:
 
 - ours: the chain AA -> CT; "ours, true S_t": CT given the true target parsing (CT alone);
 - copy: I0 as it is; affine: I0 warped piecewise-affinely by the two skeletons.
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 
 from .baselines import piecewise_affine_warp
-from ..formats.train_layout import REFERENCE_VIEWS, RING, VIEWS, TrainSet
+from ..formats.train_layout import REFERENCE_VIEWS, RING, TRANSITIONS, VIEWS, TrainSet
 from ..formats.images import CLASS_NAMES, atomic_write_bytes, write_png
 from .metrics import confusion, iou_per_class, masked_l1, miou, pck, psnr, ssim
 from ..prepare import overlay
@@ -35,7 +36,8 @@ PCK_FRACTIONS = (0.05, 0.1)
 
 
 def pairs():
-    """(source view, target view) pairs: each reference view to ring neighbours at distance 1 and 2."""
+    """(source view, target view) pairs: each reference view to its ring neighbours at distance 1
+    (the mid views either side) and 2 (the reference views either side)."""
     out = []
     for v in REFERENCE_VIEWS:
         i = RING.index(v)
@@ -60,10 +62,9 @@ def image_metrics(pred, truth, truth_parsing):
 def pm_errors(pipe, poses, ts, interp):
     """Mean joint distance (px) of PM and of a straight line to the 8 true in-between poses."""
     pm_err, line_err = [], []
-    for k in range(4):
-        a, b = poses[VIEWS.index(REFERENCE_VIEWS[k])], poses[VIEWS.index(REFERENCE_VIEWS[(k + 1) % 4])]
-        t = ts[4 + 2 * k: 6 + 2 * k]
-        truth = interp[4 + 2 * k: 6 + 2 * k]
+    for first, second, rows in TRANSITIONS:
+        a, b = poses[VIEWS.index(first)], poses[VIEWS.index(second)]
+        t, truth = ts[rows], interp[rows]
         pred = pipe.interpolate(a, b, t)
         line = a[None] + t[:, None, None] * (b - a)[None]
         for guess, errs in ((pred, pm_err), (line, line_err)):
@@ -105,6 +106,7 @@ def evaluate(pipe=None, data_dir=None, limit=None, sheet_rows=12, log=print, pre
     """Score the PSC chain (`pipe`) and/or the photo nets (`prep`, a PhotoPreparer) on a
     train-layout folder. Returns (report dict, {"contact_sheet", "photo_sheet"}: (H, W, 3) uint8 or None)."""
     data = TrainSet(data_dir)
+    data.require_images("evaluate")
     n = min(len(data), limit) if limit else len(data)
     sums = {m: {} for m in METHODS}
     counts = {m: 0 for m in METHODS}
@@ -121,8 +123,9 @@ def evaluate(pipe=None, data_dir=None, limit=None, sheet_rows=12, log=print, pre
             pred_par, pred_pose = evaluate_photo_nets(prep, np.stack([images[v] for v in VIEWS]),
                                                       np.stack([parsings[v] for v in VIEWS]), poses, photo)
             if len(photo_sheet) < sheet_rows:
-                photo_sheet.append(np.concatenate([overlay(images["front"], parsings["front"], poses[0]),
-                                                   overlay(images["front"], pred_par[0], pred_pose[0])[:, 256:]], 1))
+                front = VIEWS.index("front")
+                photo_sheet.append(np.concatenate([overlay(images["front"], parsings["front"], poses[front]),
+                                                   overlay(images["front"], pred_par[front], pred_pose[front])[:, 256:]], 1))
         if pipe is None:
             log(f"\revaluate {i + 1}/{n} samples ({(i + 1) / (time.perf_counter() - start):.2f}/s)", end="")
             continue

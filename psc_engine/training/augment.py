@@ -30,10 +30,12 @@ def flip_batch(images, parsings, poses):
 
 
 def flip_some(flip, images, parsings, poses):
-    """Mirror the items where the (B,) bool mask `flip` is set; the others stay as they are."""
-    f = flip_batch(images, parsings, poses)
-    return (torch.where(flip[:, None, None, None], f[0], images), torch.where(flip[:, None, None], f[1], parsings),
-            torch.where(flip[:, None, None], f[2], poses))
+    """Mirror the items where the (B,) bool mask `flip` is set; the others stay as they are.
+    images may be None (a batch of parsings and poses only)."""
+    if images is not None:
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return (images, torch.where(flip[:, None, None], parsings.flip(-1), parsings),
+            torch.where(flip[:, None, None], flip_poses(poses), poses))
 
 
 def random_affines(rng, n, scale=0.08, shift=12.0):
@@ -42,18 +44,20 @@ def random_affines(rng, n, scale=0.08, shift=12.0):
 
 
 def apply_affine(images, parsings, poses, affines):
-    """Zoom by s about the frame's centre and shift by (dx, dy) pixels; affines (B, 3) float."""
-    a = torch.as_tensor(affines, dtype=images.dtype, device=images.device)
+    """Zoom by s about the frame's centre and shift by (dx, dy) pixels; affines (B, 3) float.
+    images may be None (a batch of parsings and poses only)."""
+    a = torch.as_tensor(affines, dtype=torch.float32, device=parsings.device)
     s, dx, dy = a[:, 0], a[:, 1], a[:, 2]
-    b, _, h, w = images.shape
+    b, h, w = parsings.shape
     # grid_sample maps output coords to input coords: in = (out - shift) / s, in normalised units.
-    theta = torch.zeros(b, 2, 3, dtype=images.dtype, device=images.device)
+    theta = torch.zeros(b, 2, 3, dtype=a.dtype, device=a.device)
     theta[:, 0, 0] = 1 / s
     theta[:, 1, 1] = 1 / s
     theta[:, 0, 2] = -dx * 2 / w / s
     theta[:, 1, 2] = -dy * 2 / h / s
     grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if images is not None:
+        images = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
     parsings = F.grid_sample(parsings[:, None].float(), grid, mode="nearest", padding_mode="zeros",
                              align_corners=False)[:, 0].long()
     return images, parsings, affine_poses(poses, a)

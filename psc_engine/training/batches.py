@@ -1,29 +1,44 @@
-"""Training pairs, as the method note describes them, drawn reproducibly from (seed, step).
+"""Training batches, as the method note describes them, drawn reproducibly from (seed, step).
 
-- PM: a transition between two neighbouring reference views (front->left, ..., right->front,
-  either direction) with its two true in-between poses and their t.
-- AA and CT: a view and a neighbour on the turning ring of eight views (front, mid0, left, mid1,
-  back, mid2, right, mid3): distance 1 is view -> in-between view, distance 2 is view -> next
-  view; both directions.
+- PM: a transition between two neighbouring reference views (right->front, front->left,
+  left->back, back->right, either direction) with its two true in-between poses and their t.
+- AA and CT: a view and a neighbour on the turning ring of eight views (right, mid0, front,
+  mid1, left, mid2, back, mid3): distance 1 is view -> in-between view, distance 2 is view ->
+  next view; both directions. AA's batches (`shape_batch`) carry no photos, so geometry-only
+  samples feed it.
+- The photo nets: single views.
+
+PM and AA draw from geometry-only samples too: uniformly over all samples, or on a
+`geometry_mix` share of the items when both kinds are there.
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .augment import affine_poses, apply_affine, flip_poses, flip_some, jitter_garments, random_affines
-from ..formats.train_layout import REFERENCE_VIEWS, RING, VIEWS
-from ..nets.layers import at_size
+from ..formats.train_layout import RING, TRANSITIONS, VIEWS
+from ..nets.layers import at_size, subsample_labels
 from ..formats.poses import pose_maps
 
 
-def pm_batch(data, rng, batch, size, augment=True):
+def draw_sample(data, rng, geometry_mix=None):
+    """A sample index: every sample equally likely, or with `geometry_mix` (when both kinds are
+    there) a geometry-only sample on that share of the draws."""
+    geo, full = data.geometry_only, data.with_images
+    if geometry_mix is None or not geo or not full:
+        return int(rng.integers(len(data)))
+    pool = geo if rng.random() < geometry_mix else full
+    return pool[int(rng.integers(len(pool)))]
+
+
+def pm_batch(data, rng, batch, size, augment=True, geometry_mix=None):
     pa, pb, t1, t2, g1, g2 = [], [], [], [], [], []
     for _ in range(batch):
-        i = int(rng.integers(len(data)))
+        i = draw_sample(data, rng, geometry_mix)
         poses, ts, interp = data.poses(i)
-        k = int(rng.integers(4))
-        a, b = poses[VIEWS.index(REFERENCE_VIEWS[k])], poses[VIEWS.index(REFERENCE_VIEWS[(k + 1) % 4])]
-        (ta, tb), (ga, gb) = ts[4 + 2 * k: 6 + 2 * k], interp[4 + 2 * k: 6 + 2 * k]
+        first, second, rows = TRANSITIONS[int(rng.integers(4))]
+        a, b = poses[VIEWS.index(first)], poses[VIEWS.index(second)]
+        (ta, tb), (ga, gb) = ts[rows], interp[rows]
         if rng.random() < 0.5:  # the same transition backwards
             a, b, ta, tb = b, a, 1 - ta, 1 - tb
         pa.append(a), pb.append(b), t1.append(ta), t2.append(tb), g1.append(ga), g2.append(gb)
@@ -41,19 +56,25 @@ def pm_batch(data, rng, batch, size, augment=True):
             "t1": torch.tensor(t1, dtype=torch.float32), "t2": torch.tensor(t2, dtype=torch.float32), "joints_ok": ok}
 
 
-def pair_batch(data, rng, batch, size, augment=True):
-    """Source and target view of the same person: images in [-1, 1], labels, poses, at `size`."""
+def draw_pair(rng):
+    """(source view, target view): a view and a ring neighbour at distance 1 or 2, either way."""
+    s = int(rng.integers(8))
+    t = (s + int(rng.choice([-2, -1, 1, 2]))) % 8
+    return RING[s], RING[t]
+
+
+def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=True):
+    """Source and target view of the same person: images in [-1, 1] (with `images`), labels,
+    poses, at `size`."""
     items = []
     for _ in range(batch):
-        i = int(rng.integers(len(data)))
-        s = int(rng.integers(8))
-        t = (s + int(rng.choice([-2, -1, 1, 2]))) % 8
+        i = draw_sample(data, rng, geometry_mix)
+        vs, vt = draw_pair(rng)
         poses, _, _ = data.poses(i)
-        vs, vt = RING[s], RING[t]
-        items.append((data.image(i, vs), data.parsing(i, vs), poses[VIEWS.index(vs)],
-                      data.image(i, vt), data.parsing(i, vt), poses[VIEWS.index(vt)]))
-    cols = [torch.from_numpy(np.stack(c)) for c in zip(*items)]
-    images = torch.cat([cols[0], cols[3]]).permute(0, 3, 1, 2).float() / 127.5 - 1  # (2B, 3, 256, 256)
+        items.append((data.image(i, vs) if images else None, data.parsing(i, vs), poses[VIEWS.index(vs)],
+                      data.image(i, vt) if images else None, data.parsing(i, vt), poses[VIEWS.index(vt)]))
+    cols = [torch.from_numpy(np.stack(c)) if c[0] is not None else None for c in zip(*items)]
+    images = torch.cat([cols[0], cols[3]]).permute(0, 3, 1, 2).float() / 127.5 - 1 if images else None  # (2B, 3, 256, 256)
     labels = torch.cat([cols[1], cols[4]]).long()  # (2B, 256, 256)
     poses = torch.cat([cols[2], cols[5]])  # (2B, 18, 2)
     if augment:
@@ -61,16 +82,26 @@ def pair_batch(data, rng, batch, size, augment=True):
         images, labels, poses = flip_some(flip, images, labels, poses)
         images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, 2 * batch))
         angles = np.tile(np.where(rng.random(batch) < 0.7, rng.uniform(-np.pi, np.pi, batch), 0.0), 2)
-        images = jitter_garments(images, labels, angles)
-    images, labels = at_size(images, labels, size)
+        if images is not None:
+            images = jitter_garments(images, labels, angles)
+    images, labels = at_size(images, labels, size) if images is not None else (None, subsample_labels(labels, size))
     maps = pose_maps(poses, size=size)
     onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
     src, tgt = slice(0, batch), slice(batch, 2 * batch)
-    return {"src_image": images[src], "src_labels": labels[src], "src_onehot": onehot[src], "src_maps": maps[src],
-            "tgt_image": images[tgt], "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt]}
+    out = {"src_labels": labels[src], "src_onehot": onehot[src], "src_maps": maps[src],
+           "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt]}
+    if images is not None:
+        out.update(src_image=images[src], tgt_image=images[tgt])
+    return out
 
 
-def photo_batch(data, rng, batch, size=256, augment=True):
+def shape_batch(data, rng, batch, size, augment=True, geometry_mix=None):
+    """AA's pairs: pair_batch's parsings and poses without the photos (the same draws, so the same
+    labels as pair_batch's for the same generator)."""
+    return pair_batch(data, rng, batch, size, augment, geometry_mix, images=False)
+
+
+def photo_batch(data, rng, batch, size=256, augment=True, geometry_mix=None):
     """Single views for the photo nets: image, parsing and pose of any of the eight views, at
     `size` (128: a cheaper first stage, the image area-averaged and the labels subsampled;
     heatmaps are always a quarter of the image side). Poses stay in 256-frame pixels."""

@@ -24,8 +24,8 @@ class Net:
 
 
 NETS = {
-    "pm": Net("PM-Net: in-between poses of a turn", "pm_batch", "pm_step", images=False),
-    "aa": Net("AA-Net: the target parsing", "pair_batch", "aa_step", images=False),
+    "pm": Net("PM-Net: in-between poses of a turn", "pm_batch", "pm_step", images=False, options=("geometry_mix",)),
+    "aa": Net("AA-Net: the target parsing", "shape_batch", "aa_step", images=False, options=("geometry_mix",)),
     "ct": Net("CT-Net: the target photo", "pair_batch", "ct_step", images=True,
               options=("shape_from", "shape_mix", "ssim_weight")),
     "pose": Net("the keypoint net `prepare` uses", "photo_batch", "pose_step", images=True),
@@ -40,7 +40,8 @@ def option(default=MISSING, help="", net_specific=False, **argparse_kw):
 
 @dataclass
 class TrainConfig:
-    data_dir: list = option(help="train-layout folder(s) or folder(s) of .tar shards (repeatable)", nargs="+", action="extend")
+    data_dir: list = option(help="train-layout folder(s) or folder(s) of .tar shards (repeatable; several mix: "
+                            "geometry-only folders feed PM and AA only)", nargs="+", action="extend")
     model: str = option(choices=tuple(NETS), help="; ".join(f"{k}: {n.what}" for k, n in NETS.items()))
     out: str = option("runs", help="run folder: <out>/<model>/checkpoint.pt, losses.csv, losses.png, weights/")
     resume: bool = option(False, help="continue from <out>/<model>/checkpoint.pt")
@@ -59,6 +60,8 @@ class TrainConfig:
                         "and export it instead of the last step's weights; 0: off")
     ssim_weight: float = option(1.0, net_specific=True, help="CT only: weight of the SSIM term against the others "
                                 "(L1, gradients, face and clothing L2, texture, flow), each weighted as losses.py says")
+    geometry_mix: float = option(None, type=float, net_specific=True, help="PM and AA: share of items drawn from "
+                                 "geometry-only samples when both kinds are given (default: in proportion to their counts)")
     minutes: float = option(0.0, help="stop (with a checkpoint) after this many minutes")
     checkpoint_minutes: float = option(5.0)
     seed: int = option(0)
@@ -89,7 +92,7 @@ class TrainConfig:
                 raise PSCError(f"--{f.name} only applies to --model {' or '.join(takers)}")
         if self.ema and not 0 < self.ema < 1:
             raise PSCError(f"--ema must lie in (0, 1), e.g. 0.999, got {self.ema}")
-        for name in ("shape_mix",):
+        for name in ("shape_mix", "geometry_mix"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise PSCError(f"--{name} must lie in [0, 1], got {value}")

@@ -82,11 +82,13 @@ def save_checkpoint(path, net, opt, sched, state, ema=None):
 
 # ---- the model card ----
 
-def card_options(cfg):
+def card_options(cfg, data):
     """The options a card records, None where this run does not use them."""
+    mixed = bool(data.geometry_only) and bool(data.with_images)
     return {"shape_from": {"from": str(cfg.shape_from), "mix": cfg.shape_mix} if cfg.shape_from else None,
             "ema": cfg.ema or None,
-            "ssim_weight": cfg.ssim_weight if cfg.ssim_weight != 1.0 else None}
+            "ssim_weight": cfg.ssim_weight if cfg.ssim_weight != 1.0 else None,
+            "geometry_mix": ("by count" if cfg.geometry_mix is None else cfg.geometry_mix) if mixed else None}
 
 
 def option_text(value):
@@ -108,10 +110,11 @@ def note_changed_options(before, now, ckpt_path, out):
 def model_card(cfg, state, data, hardware, precision, batch):
     """The card written beside the exported weights (weights.save_weights adds the net, its
     config and the file's SHA-256)."""
+    geometry = f" ({len(data.geometry_only)} of them geometry-only)" if data.geometry_only else ""
     return dict(placeholder=False, trained=True, steps=state.step, size=cfg.train_size,
-                data=f"{len(data)} train-layout samples from {', '.join(map(str, cfg.data_dir))}",
+                data=f"{len(data)} train-layout samples{geometry} from {', '.join(map(str, cfg.data_dir))}",
                 seconds=round(state.seconds), hardware=hardware, precision=precision, batch=batch, lr=cfg.lr,
-                init=state.init, **{k: v for k, v in card_options(cfg).items() if v is not None})
+                init=state.init, **{k: v for k, v in card_options(cfg, data).items() if v is not None})
 
 
 # ---- the loss log ----
@@ -157,7 +160,7 @@ def read_log(path, up_to_step):
 def make_batch(cfg, data, rng, device):
     """One batch for cfg's net from its NETS batch builder, on `device`."""
     build = getattr(batches, cfg.net.batch)
-    b = build(data, rng, cfg.batch, cfg.train_size, augment=not cfg.no_augment)
+    b = build(data, rng, cfg.batch, cfg.train_size, augment=not cfg.no_augment, geometry_mix=cfg.geometry_mix)
     return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
 
@@ -179,6 +182,13 @@ def make_ema(net, decay):
 
 # ---- the run ----
 
+def open_data(cfg):
+    data = TrainSet(cfg.data_dir)
+    if cfg.net.images:
+        data.require_images(f"--model {cfg.model}")
+    return data
+
+
 def train(cfg, out=sys.stderr):
     """Train cfg's net (a TrainConfig, or parsed `psc train` arguments). Returns the last step."""
     cfg = (cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_args(cfg)).check()
@@ -187,7 +197,7 @@ def train(cfg, out=sys.stderr):
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    data = TrainSet(cfg.data_dir)
+    data = open_data(cfg)
     run_dir = Path(cfg.out) / cfg.model
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -217,7 +227,7 @@ def train(cfg, out=sys.stderr):
         net.load_state_dict(init_net.state_dict())
         state.init = {"from": str(cfg.init), "steps": init_card.get("steps"), "size": init_card.get("size")}
     before = state.options
-    state.net_config, state.options, state.config = net.config, card_options(cfg), cfg.as_dict()
+    state.net_config, state.options, state.config = net.config, card_options(cfg, data), cfg.as_dict()
     if resumed and rank == 0:
         note_changed_options(before, state.options, ckpt_path, out)
     ema = make_ema(net, cfg.ema)  # starts as a copy of the weights the run starts from
@@ -282,7 +292,7 @@ def train(cfg, out=sys.stderr):
             if now - last_ckpt > cfg.checkpoint_minutes * 60 or state.step == cfg.steps:
                 checkpoint()
                 saved_step, last_ckpt = state.step, now
-                grown = TrainSet(cfg.data_dir)  # the data generator may have finished more samples meanwhile
+                grown = open_data(cfg)  # the data generator may have finished more samples meanwhile
                 if len(grown) != len(data):
                     data = grown
                     if rank == 0 and not cfg.quiet:
