@@ -10,12 +10,17 @@
 
 PM and AA draw from geometry-only samples too: uniformly over all samples, or on a
 `geometry_mix` share of the items when both kinds are there.
+
+`augment`: True (flips, small affines, garment colours), False, or an augment.Augment that also
+reframes a share of the clips as fashion photos (all views of a clip share the crop) and gives
+a share of the photos a camera look. Joints outside the frame are missing in every batch.
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import affine_poses, apply_affine, flip_poses, flip_some, jitter_garments, random_affines
+from .augment import (affine_poses, apply_affine, as_augment, camera_look, drop_outside, fashion_framings, flip_poses,
+                      flip_some, jitter_garments, random_affines, random_looks)
 from ..formats.train_layout import RING, TRANSITIONS, VIEWS
 from ..nets.layers import at_size, subsample_labels
 from ..formats.poses import pose_maps
@@ -43,12 +48,17 @@ def pm_batch(data, rng, batch, size, augment=True, geometry_mix=None):
             a, b, ta, tb = b, a, 1 - ta, 1 - tb
         pa.append(a), pb.append(b), t1.append(ta), t2.append(tb), g1.append(ga), g2.append(gb)
     poses = torch.from_numpy(np.stack([pa, pb, g1, g2], 1))  # (B, 4, 18, 2)
-    if augment:
+    aug = as_augment(augment)
+    if aug:
         flip = rng.random(batch) < 0.5
         aff = random_affines(rng, batch)
         flat = poses.reshape(batch * 4, 18, 2)  # the four poses of an item share one flip and affine
         flat = torch.where(torch.from_numpy(np.repeat(flip, 4))[:, None, None], flip_poses(flat), flat)
+        if aug.framing > 0:  # from the joints alone: the four poses are one clip
+            framing, framed = fashion_framings(rng, flat.reshape(batch, 4, 18, 2), None, aug.framing)
+            aff = np.where(framed[:, None], framing, aff)
         poses = affine_poses(flat, np.repeat(aff, 4, 0)).reshape(batch, 4, 18, 2)
+    poses = drop_outside(poses)
     maps = pose_maps(poses.reshape(-1, 18, 2), size=size).reshape(batch, 4, 18, size, size)
     ok = ~torch.isnan(poses).any(-1).any(1)  # (B, 18) joints present in all four poses
     return {"maps_a": maps[:, 0], "maps_b": maps[:, 1], "target1": maps[:, 2], "target2": maps[:, 3],
@@ -77,13 +87,24 @@ def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=T
     images = torch.cat([cols[0], cols[3]]).permute(0, 3, 1, 2).float() / 127.5 - 1 if images else None  # (2B, 3, 256, 256)
     labels = torch.cat([cols[1], cols[4]]).long()  # (2B, 256, 256)
     poses = torch.cat([cols[2], cols[5]])  # (2B, 18, 2)
-    if augment:
+    aug = as_augment(augment)
+    if aug:
         flip = torch.from_numpy(np.tile(rng.random(batch) < 0.5, 2))  # source and target flip together
         images, labels, poses = flip_some(flip, images, labels, poses)
-        images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, 2 * batch))
+        affines = random_affines(rng, 2 * batch)  # each view its own small affine...
+        if aug.framing > 0:  # ...or its clip's fashion framing, the same for source and target
+            clips = lambda x: x.reshape(2, batch, *x.shape[1:]).transpose(0, 1)  # (2B, ...) -> (B, 2, ...)
+            framing, framed = fashion_framings(rng, clips(poses), clips(labels), aug.framing)
+            affines = np.where(np.tile(framed, 2)[:, None], np.tile(framing, (2, 1)), affines)
+        images, labels, poses = apply_affine(images, labels, poses, affines)
         angles = np.tile(np.where(rng.random(batch) < 0.7, rng.uniform(-np.pi, np.pi, batch), 0.0), 2)
         if images is not None:
             images = jitter_garments(images, labels, angles)
+        if images is not None and aug.photometric > 0:  # drawn last: AA's batches (no photos) draw the same geometry
+            looks, picked = random_looks(rng, batch), np.flatnonzero(rng.random(batch) < aug.photometric)
+            images = camera_look(images, looks, rng, [(j, j) for j in picked])  # the source: light, lens, sensor
+            images = camera_look(images, looks, rng, [(batch + j, j) for j in picked], artifacts=False)  # the target: light, lens
+    poses = drop_outside(poses)
     images, labels = at_size(images, labels, size) if images is not None else (None, subsample_labels(labels, size))
     maps = pose_maps(poses, size=size)
     onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
@@ -112,14 +133,21 @@ def photo_batch(data, rng, batch, size=256, augment=True, geometry_mix=None):
     images = torch.from_numpy(np.stack([it[0] for it in items])).permute(0, 3, 1, 2).float() / 127.5 - 1
     labels = torch.from_numpy(np.stack([it[1] for it in items])).long()
     poses = torch.from_numpy(np.stack([it[2] for it in items]))
-    if augment:
+    aug = as_augment(augment)
+    if aug:
         images, labels, poses = flip_some(torch.from_numpy(rng.random(batch) < 0.5), images, labels, poses)
-        images, labels, poses = apply_affine(images, labels, poses, random_affines(rng, batch, scale=0.15, shift=20))
+        affines = random_affines(rng, batch, scale=0.15, shift=20)
+        if aug.framing > 0:
+            framing, framed = fashion_framings(rng, poses[:, None], labels[:, None], aug.framing)
+            affines = np.where(framed[:, None], framing, affines)
+        images, labels, poses = apply_affine(images, labels, poses, affines)
         images = jitter_garments(images, labels, rng.uniform(-np.pi, np.pi, batch))
         gain = torch.from_numpy(rng.uniform(0.8, 1.2, (batch, 3, 1, 1))).float()  # lighting colour and level
         images = ((images + 1) * gain - 1).clamp(-1, 1)
-    inside = (poses >= 0).all(-1) & (poses <= 255).all(-1)  # joints pushed off the frame are not visible
-    poses = torch.where(inside[..., None], poses, torch.full_like(poses, float("nan")))
+        if aug.photometric > 0:  # a camera's look on top
+            looks, picked = random_looks(rng, batch), np.flatnonzero(rng.random(batch) < aug.photometric)
+            images = camera_look(images, looks, rng, [(j, j) for j in picked])
+    poses = drop_outside(poses)  # joints pushed off the frame are not visible
     images, labels = at_size(images, labels, size)
     return {"image": images, "labels": labels, "poses": poses,
             "heatmaps": pose_maps(poses, size=size // 4), "visible": ~torch.isnan(poses).any(-1)}

@@ -27,9 +27,9 @@ NETS = {
     "pm": Net("PM-Net: in-between poses of a turn", "pm_batch", "pm_step", images=False, options=("geometry_mix",)),
     "aa": Net("AA-Net: the target parsing", "shape_batch", "aa_step", images=False, options=("geometry_mix",)),
     "ct": Net("CT-Net: the target photo", "pair_batch", "ct_step", images=True,
-              options=("shape_from", "shape_mix", "ssim_weight")),
-    "pose": Net("the keypoint net `prepare` uses", "photo_batch", "pose_step", images=True),
-    "parsing": Net("the parser `prepare` uses", "photo_batch", "parsing_step", images=True),
+              options=("shape_from", "shape_mix", "ssim_weight", "photometric")),
+    "pose": Net("the keypoint net `prepare` uses", "photo_batch", "pose_step", images=True, options=("photometric",)),
+    "parsing": Net("the parser `prepare` uses", "photo_batch", "parsing_step", images=True, options=("photometric",)),
 }
 
 
@@ -60,12 +60,17 @@ class TrainConfig:
                         "and export it instead of the last step's weights; 0: off")
     ssim_weight: float = option(1.0, net_specific=True, help="CT only: weight of the SSIM term against the others "
                                 "(L1, gradients, face and clothing L2, texture, flow), each weighted as losses.py says")
+    framing: float = option(0.5, help="share of training pairs reframed as fashion photos: zoomed so the person fills "
+                            "the frame, cut by the bottom edge anywhere from below the feet to mid-thigh (source and "
+                            "target share the crop; joints pushed out of the frame count as missing)")
+    photometric: float = option(0.5, net_specific=True, help="share of photos given a camera's look: exposure and white "
+                                "balance, slight blur (CT: the same on source and target), noise and JPEG (the source only)")
     geometry_mix: float = option(None, type=float, net_specific=True, help="PM and AA: share of items drawn from "
                                  "geometry-only samples when both kinds are given (default: in proportion to their counts)")
     minutes: float = option(0.0, help="stop (with a checkpoint) after this many minutes")
     checkpoint_minutes: float = option(5.0)
     seed: int = option(0)
-    no_augment: bool = option(False, help="no flips, affines or garment colours")
+    no_augment: bool = option(False, help="no flips, affines, framings, garment colours or camera looks")
     device: str = option("auto")
     precision: str = option("auto", choices=("auto", "fp32", "bf16"),
                             help="bf16: the nets run under bfloat16 autocast (weights, optimiser and SSIM stay float32); "
@@ -92,7 +97,7 @@ class TrainConfig:
                 raise PSCError(f"--{f.name} only applies to --model {' or '.join(takers)}")
         if self.ema and not 0 < self.ema < 1:
             raise PSCError(f"--ema must lie in (0, 1), e.g. 0.999, got {self.ema}")
-        for name in ("shape_mix", "geometry_mix"):
+        for name in ("shape_mix", "framing", "photometric", "geometry_mix"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise PSCError(f"--{name} must lie in [0, 1], got {value}")

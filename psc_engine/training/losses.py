@@ -1,4 +1,4 @@
-"""Training losses for the three nets.
+"""Training losses: PM, AA and CT, and the photo nets `prepare` uses.
 
 The original's perceptual loss used an ImageNet VGG19, which cannot be downloaded here. The
 substitute, chosen for being honest and cheap: SSIM (structure and contrast, in windows), an

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import batches, losses
+from .augment import Augment
 from .config import NETS, TrainConfig
 from .losses import Extras, RandomFeatures
 from ..errors import PSCError
@@ -85,17 +86,21 @@ def save_checkpoint(path, net, opt, sched, state, ema=None):
 def card_options(cfg, data):
     """The options a card records, None where this run does not use them."""
     mixed = bool(data.geometry_only) and bool(data.with_images)
-    return {"shape_from": {"from": str(cfg.shape_from), "mix": cfg.shape_mix} if cfg.shape_from else None,
+    augment = augment_of(cfg)
+    return {"augment": {"framing": augment.framing, "photometric": augment.photometric} if augment else False,
+            "shape_from": {"from": str(cfg.shape_from), "mix": cfg.shape_mix} if cfg.shape_from else None,
             "ema": cfg.ema or None,
             "ssim_weight": cfg.ssim_weight if cfg.ssim_weight != 1.0 else None,
             "geometry_mix": ("by count" if cfg.geometry_mix is None else cfg.geometry_mix) if mixed else None}
 
 
 def option_text(value):
-    """A card option for a one-line note: 0.999, 'weights (mix 0.5)', or 'none'."""
-    if value is None:
-        return "none"
-    return f"{value['from']} (mix {value['mix']})" if isinstance(value, dict) else str(value)
+    """A card option for a one-line note: 0.999, 'weights (mix 0.5)', 'framing 0.5, photometric 0', 'off' or 'none'."""
+    if value is None or value is False:
+        return "none" if value is None else "off"
+    if isinstance(value, dict):
+        return f"{value['from']} (mix {value['mix']})" if "from" in value else ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def note_changed_options(before, now, ckpt_path, out):
@@ -157,10 +162,18 @@ def read_log(path, up_to_step):
 
 # ---- one step ----
 
+def augment_of(cfg):
+    """The augmentation cfg asks for (flips, small affines and garment colours always; framings
+    and, for nets reading photos, camera looks on their shares), or None."""
+    if cfg.no_augment:
+        return None
+    return Augment(framing=cfg.framing, photometric=cfg.photometric if "photometric" in cfg.net.options else 0.0)
+
+
 def make_batch(cfg, data, rng, device):
     """One batch for cfg's net from its NETS batch builder, on `device`."""
     build = getattr(batches, cfg.net.batch)
-    b = build(data, rng, cfg.batch, cfg.train_size, augment=not cfg.no_augment, geometry_mix=cfg.geometry_mix)
+    b = build(data, rng, cfg.batch, cfg.train_size, augment=augment_of(cfg), geometry_mix=cfg.geometry_mix)
     return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
 
