@@ -262,9 +262,21 @@ def generate(op="generate_clip"):
     return result, bpy.context.window_manager.psc_run.last_report
 
 
+def strips(scene=None):
+    """The sequencer's strips collection (the scene's sequence editor is created if missing):
+    `sequence_editor.strips` from Blender 4.4 on, `sequences` before it (removed in 5.0)."""
+    se = (scene or bpy.context.scene).sequence_editor_create()
+    return se.strips if bpy.app.version >= (4, 4, 0) else se.sequences
+
+
 def all_strips():
-    se = bpy.context.scene.sequence_editor
-    return list(se.strips) if se else []
+    """Every strip in the scene's sequencer, [] when it has none (the sequence editor is not created)."""
+    return list(strips()) if bpy.context.scene.sequence_editor else []
+
+
+def psc_strips():
+    """The add-on's own strips (tagged `psc_clip`)."""
+    return [s for s in all_strips() if s.get("psc_clip")]
 
 
 def leftovers(root):
