@@ -422,8 +422,8 @@ def test_failure_messages_name_the_fix(addon):
     assert "/x/python has no torch" in torch and "Install dependencies" in torch
     assert "cannot find psc_engine" in explain(["No module named 'psc_engine'"], 1, "py")
     assert explain([], -9, "py").startswith("Engine was stopped by signal 9")
-    ensure, install = addon.deps.pip_commands("py", "/deps", "CUDA")
-    assert install[:4] == ["py", "-m", "pip", "install"] and "--target" in install and "torch" in install
+    ensure, install = addon.deps.pip_commands("py", "/deps", "CUDA", ["torch==2.13.0"])
+    assert install[:4] == ["py", "-m", "pip", "install"] and "--target" in install and "torch==2.13.0" in install
     assert install[install.index("--index-url") + 1].endswith("/cu126")
 
 
