@@ -303,8 +303,11 @@ def run_until_first_frame(tmp_path, timeout=120, budget=0.5):
 
 # --- UI code: drawn against a recording layout (no UI event loop in bpy) -----------------------
 
+ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+
+
 class RecordingLayout:
-    """Checks every prop/operator the UI names exists, the way Blender would when drawing."""
+    """Checks every prop/operator/icon the UI names exists in this Blender, the way Blender would when drawing."""
 
     def __init__(self, log):
         self.log = log
@@ -317,6 +320,7 @@ class RecordingLayout:
 
     def prop(self, data, name, **kw):
         assert name in data.bl_rna.properties, (type(data).__name__, name)
+        assert kw.get("icon", "NONE") in ICONS, kw["icon"]
         self.log.append(("prop", name))
 
     def prop_search(self, data, name, search_data, search_name, **kw):
@@ -326,9 +330,11 @@ class RecordingLayout:
     def operator(self, idname, **kw):
         mod, _, op = idname.partition(".")
         assert hasattr(getattr(bpy.types, f"{mod.upper()}_OT_{op}"), "bl_idname"), idname
+        assert kw.get("icon", "NONE") in ICONS, kw["icon"]
         self.log.append(("operator", idname))
 
     def label(self, **kw):
+        assert kw.get("icon", "NONE") in ICONS, kw["icon"]
         self.log.append(("label", kw.get("text", "")))
 
     def progress(self, **kw):
