@@ -7,12 +7,12 @@ import threading
 from types import SimpleNamespace
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from . import deps, engine_command
 from .engine_process import check_interpreter, default_interpreter
 
-DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU")
+DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU", with_photo=False)
 CHECK = {"running": False, "message": ""}
 
 
@@ -27,10 +27,22 @@ def interpreter(p):
     return bpy.path.abspath(p.python_path) if p.python_path else default_interpreter()
 
 
+def engine_dir(p):
+    """The folder holding psc_engine/ (preference, bundled copy or checkout), or ""."""
+    return engine_command.engine_folder(bpy.path.abspath(p.engine_dir) if p.engine_dir else "")
+
+
 def engine_paths(p):
     """Folders the child needs on PYTHONPATH: the engine's folder and the add-on's deps folder."""
-    return [engine_command.engine_folder(bpy.path.abspath(p.engine_dir) if p.engine_dir else ""),
-            deps.installed_folder()]
+    return [engine_dir(p), deps.installed_folder()]
+
+
+def deps_plan(p):
+    """What Install dependencies would download for these preferences, or the reason it cannot."""
+    try:
+        return deps.plan(engine_dir(p), p.torch_build, p.with_photo), ""
+    except deps.DepsError as e:
+        return None, str(e)
 
 
 class PSC_AddonPreferences(bpy.types.AddonPreferences):
@@ -46,6 +58,9 @@ class PSC_AddonPreferences(bpy.types.AddonPreferences):
         ("CPU", "CPU", "Runs everywhere; slower"),
         ("CUDA", "CUDA", "NVIDIA GPU (CUDA 12.6 build)"),
     ), default="CPU")
+    with_photo: BoolProperty(name="Photo nets (MediaPipe)", default=False,
+                             description="Also install MediaPipe (the engine's photo extra, with numpy < 2), "
+                                         "for Prepare on real photos")
 
     def draw(self, context):
         col = self.layout.column()
@@ -57,12 +72,18 @@ class PSC_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text=CHECK["message"], icon="INFO")
         col.prop(self, "engine_dir")
         col.prop(self, "weights_dir")
-        folder = engine_command.engine_folder(bpy.path.abspath(self.engine_dir) if self.engine_dir else "")
-        col.label(text=f"Engine: {folder or 'from the interpreter (pip install -e)'}")
+        col.label(text=f"Engine: {engine_dir(self) or 'from the interpreter (pip install -e)'}")
         box = col.box()
-        box.label(text="Dependencies (torch, numpy, pillow, scipy, safetensors)")
+        box.label(text="Dependencies: the engine's requirements, installed into the add-on's own folder")
         row = box.row()
         row.prop(self, "torch_build", expand=True)
+        row.prop(self, "with_photo")
+        plan, why = deps_plan(self)
+        box.label(text=f"Downloads {plan['summary']}" if plan else why, icon="URL" if plan else "ERROR")
+        if not bpy.app.online_access:
+            box.label(text=deps.OFFLINE, icon="ERROR")
+        row = box.row()
+        row.enabled = bool(plan) and bpy.app.online_access
         row.operator("psc.install_deps", icon="IMPORT")
         box.label(text=f"Folder: {deps.deps_folder()}")
         if deps.STATE["message"]:
@@ -105,17 +126,29 @@ class PSC_OT_check_interpreter(bpy.types.Operator):
 
 
 class PSC_OT_install_deps(bpy.types.Operator):
-    """Install torch (the chosen build) and the engine's other dependencies into the add-on's own folder"""
+    """Download and install the engine's dependencies (torch in the chosen build) into the add-on's own folder"""
     bl_idname = "psc.install_deps"
     bl_label = "Install dependencies"
 
+    def invoke(self, context, event):
+        plan, _ = deps_plan(get(context))
+        if plan is None or not bpy.app.online_access:
+            return self.execute(context)  # reports why nothing is downloaded
+        return context.window_manager.invoke_confirm(self, event, title="Install dependencies",
+                                                     message=f"Download {plan['summary']}?", confirm_text="Download")
+
     def execute(self, context):
         p = get(context)
-        if not deps.start_install(interpreter(p), p.torch_build):
-            self.report({"WARNING"}, "An install is already running")
+        plan, why = deps_plan(p)
+        try:
+            if plan is None:
+                raise deps.DepsError(why)
+            message = deps.start_install(interpreter(p), plan)
+        except deps.DepsError as e:
+            self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         bpy.app.timers.register(_poll_state(deps.STATE), first_interval=1.0)
-        self.report({"INFO"}, deps.STATE["message"])
+        self.report({"INFO"}, message)
         return {"FINISHED"}
 
 

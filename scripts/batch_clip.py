@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import sys
+import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,6 +102,10 @@ def apply_args(args, mod):
         if args.scene not in bpy.data.scenes:
             raise ValueError(f"no scene named {args.scene!r} in the file")
         scene = bpy.data.scenes[args.scene]
+    for flag in ("photo", "image", "parsing", "pose"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            raise ValueError(f"--{flag} {path}: no such file")
     s = scene.psc
     if args.armature:
         ob = bpy.data.objects.get(args.armature)
@@ -109,6 +114,10 @@ def apply_args(args, mod):
         s.armature = ob
     elif s.armature is None:
         s.armature = next((o for o in scene.objects if o.type == "ARMATURE"), None)
+    if s.armature is None:
+        where = f"scene {scene.name!r} of {bpy.data.filepath}" if bpy.data.filepath else "an empty file"
+        raise ValueError(f"no armature in {where}: give --blend FILE (a .blend with the animated rig) "
+                         "or --armature NAME")
     photo = photo_to_prepare(args)
     if photo:
         s.source_photo = os.path.abspath(photo)
@@ -194,7 +203,35 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
+def exit_with(code):
+    """Leave with `code`. Inside Blender, a normal exit (none for 0: Blender goes on with its own command
+    line). Under the bpy module, Python's own exit tears bpy down, which can crash or hang after all the
+    work is done (bpy 4.2.x segfaults, exit 139, once a PropertyGroup with an update callback was
+    registered; 4.5.x can hang in ~GlobalState): flush and leave at once."""
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and not bpy.app.binary_path:  # the module: no Blender binary behind it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if code:
         sys.exit(code)
+
+
+def run_main(main):
+    """Run main() and exit with its status, also when it raised (argparse's SystemExit, a bug)."""
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    exit_with(code or 0)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -4,10 +4,16 @@ Stages blender_addon/ with the repository's blender_manifest.toml (and, unless -
 the engine's source and weights under engine/, so the extension runs without a checkout),
 then builds and validates with Blender's own extension tool: `blender --command extension`
 when a Blender binary is on PATH, else the same tool shipped inside the `bpy` module, else
-a plain zip with the same layout. Prints the zip's path.
+a plain zip with the same layout. Tags are checked against Blender's own list (the binary does
+that by itself; for the module's tool the list is read from the module's scripts and passed with
+--valid-tags), as extensions.blender.org does. The zip carries the licence texts: LICENSE at its
+root (GPL-3.0-or-later, the add-on and the zip as a whole) and engine/psc_engine/LICENSE
+(Apache-2.0, the engine). Prints the zip's path.
 """
 import argparse
+import ast
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -34,15 +40,37 @@ def stage(dest, with_engine=True):
 
 
 def extension_tool():
-    """A command prefix that runs Blender's extension CLI, or None."""
+    """A command prefix that runs Blender's extension CLI and the file of Blender's valid tags to
+    pass with it ("" for a Blender binary, which applies its own list), or (None, "")."""
     blender = shutil.which("blender")
     if blender:
-        return [blender, "--factory-startup", "--command", "extension"]
+        return [blender, "--factory-startup", "--command", "extension"], ""
     spec = importlib.util.find_spec("bpy")
     if spec and spec.origin:
         for cli in Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"):
-            return [sys.executable, str(cli)]
-    return None
+            scripts = cli.parents[3]  # <bpy>/<version>/scripts
+            return [sys.executable, str(cli)], str(scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py")
+    return None, ""
+
+
+def write_valid_tags(blender_tags, out_file):
+    """Blender's tag list (a Python file of sets: `addons = {...}`, `themes = {...}`) as the JSON
+    that --valid-tags documents: {"add-on": [...], "theme": [...]}. Read, never executed."""
+    if not Path(blender_tags).is_file():
+        raise ValueError(f"Blender's list of valid tags not found: {blender_tags}")
+    sets = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(Path(blender_tags).read_text()).body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    if not {"addons", "themes"} <= sets.keys():
+        raise ValueError(f"{blender_tags}: no `addons` and `themes` tag sets")
+    Path(out_file).write_text(json.dumps({"add-on": sorted(sets["addons"]), "theme": sorted(sets["themes"])}))
+    return str(out_file)
+
+
+def validate(tool, tags, src, tmp):
+    """Blender's `extension validate` on a staged folder; --valid-tags from `tags` unless it is ""."""
+    extra = ["--valid-tags", write_valid_tags(tags, Path(tmp) / "valid_tags.json")] if tags else []
+    subprocess.run(tool + ["validate", *extra, str(src)], check=True)
+    return extra
 
 
 def plain_zip(src, out_file):
@@ -66,14 +94,15 @@ def build(out_dir, with_engine=True):
     out_file = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
     with tempfile.TemporaryDirectory(prefix="psc-ext-") as tmp:
         src = stage(Path(tmp) / manifest["id"], with_engine)
-        tool = extension_tool()
+        tool, tags = extension_tool()
         if tool is None:
             print("no Blender or bpy found: writing a plain zip without validation", file=sys.stderr)
             plain_zip(src, out_file)
             return out_file
         tmp_out = out_file.with_name(out_file.name + ".partial")
-        subprocess.run(tool + ["validate", str(src)], check=True)
-        subprocess.run(tool + ["build", "--source-dir", str(src), "--output-filepath", str(tmp_out)], check=True)
+        valid_tags = validate(tool, tags, src, tmp)
+        subprocess.run(tool + ["build", "--source-dir", str(src), "--output-filepath", str(tmp_out), *valid_tags],
+                       check=True)
         os.replace(tmp_out, out_file)
     return out_file
 
@@ -88,6 +117,9 @@ def main(argv=None):
         path = build(args.out, with_engine=not args.no_engine)
     except subprocess.CalledProcessError as e:
         print(f"build_extension: error: Blender's extension tool failed ({e.returncode})", file=sys.stderr)
+        return 1
+    except (ValueError, SyntaxError) as e:  # Blender's tag list missing or not as expected
+        print(f"build_extension: error: {e}", file=sys.stderr)
         return 1
     print(path)
     return 0

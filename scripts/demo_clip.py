@@ -164,6 +164,9 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     if args.image and not (args.parsing and args.pose):
         ap.error("--image needs --parsing and --pose (or use --photo: they are then estimated)")
+    for flag in ("photo", "image", "parsing", "pose"):
+        if getattr(args, flag) and not os.path.isfile(getattr(args, flag)):
+            ap.error(f"--{flag} {getattr(args, flag)}: no such file")
     if args.photo:
         inputs = None
     elif args.image:
@@ -213,6 +216,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    code = main()
-    if code:
-        sys.exit(code)
+    batch_clip.run_main(main)  # the real status under the bpy module too, where bpy's own exit can crash

@@ -1,4 +1,5 @@
 """Shared fixtures: small checkpoints and a small test-layout folder made by the tests themselves."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,25 @@ from psc_engine.weights import make_placeholder
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "psc_engine" / "example" / "test"
+
+
+_EXIT = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave with pytest's status once everything is reported when the add-on tests ran in the bpy
+    module: its own teardown at interpreter exit crashes (bpy 4.2.x segfaults once the add-on has
+    registered its properties) or can hang (4.5.x), after every test has passed."""
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and not bpy.app.binary_path and "status" in _EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT["status"])
 
 
 @pytest.fixture(scope="session")

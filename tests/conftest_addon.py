@@ -262,9 +262,21 @@ def generate(op="generate_clip"):
     return result, bpy.context.window_manager.psc_run.last_report
 
 
+def strips(scene=None):
+    """The sequencer's strips collection (the scene's sequence editor is created if missing):
+    `sequence_editor.strips` from Blender 4.4 on, `sequences` before it (removed in 5.0)."""
+    se = (scene or bpy.context.scene).sequence_editor_create()
+    return se.strips if bpy.app.version >= (4, 4, 0) else se.sequences
+
+
 def all_strips():
-    se = bpy.context.scene.sequence_editor
-    return list(se.strips) if se else []
+    """Every strip in the scene's sequencer, [] when it has none (the sequence editor is not created)."""
+    return list(strips()) if bpy.context.scene.sequence_editor else []
+
+
+def psc_strips():
+    """The add-on's own strips (tagged `psc_clip`)."""
+    return [s for s in all_strips() if s.get("psc_clip")]
 
 
 def leftovers(root):
@@ -291,8 +303,11 @@ def run_until_first_frame(tmp_path, timeout=120, budget=0.5):
 
 # --- UI code: drawn against a recording layout (no UI event loop in bpy) -----------------------
 
+ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+
+
 class RecordingLayout:
-    """Checks every prop/operator the UI names exists, the way Blender would when drawing."""
+    """Checks every prop/operator/icon the UI names exists in this Blender, the way Blender would when drawing."""
 
     def __init__(self, log):
         self.log = log
@@ -305,6 +320,7 @@ class RecordingLayout:
 
     def prop(self, data, name, **kw):
         assert name in data.bl_rna.properties, (type(data).__name__, name)
+        assert kw.get("icon", "NONE") in ICONS, kw["icon"]
         self.log.append(("prop", name))
 
     def prop_search(self, data, name, search_data, search_name, **kw):
@@ -314,9 +330,11 @@ class RecordingLayout:
     def operator(self, idname, **kw):
         mod, _, op = idname.partition(".")
         assert hasattr(getattr(bpy.types, f"{mod.upper()}_OT_{op}"), "bl_idname"), idname
+        assert kw.get("icon", "NONE") in ICONS, kw["icon"]
         self.log.append(("operator", idname))
 
     def label(self, **kw):
+        assert kw.get("icon", "NONE") in ICONS, kw["icon"]
         self.log.append(("label", kw.get("text", "")))
 
     def progress(self, **kw):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest_addon import (ADDON, add_camera, addon, animate_arm_swing, bone_name, build_rig, bpy,  # noqa: F401
-                            RecordingLayout, draw_panels, enable_addon, private_tmp)
+                            RecordingLayout, draw_panels, enable_addon, private_tmp, strips)
 
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
@@ -298,15 +298,14 @@ def test_strip_replaces_only_its_own(addon, tmp_path):
     vse = addon.vse
     first = _fake_frames(tmp_path / "a", 5)
     second = _fake_frames(tmp_path / "b", 4)
-    strips = vse._strips(scene)
-    user = strips.new_image(name="mine", filepath=first[0], channel=1, frame_start=3)
+    user = strips(scene).new_image(name="mine", filepath=first[0], channel=1, frame_start=3)
     vse.add_clip(scene, first, 1, 3)
     strip = vse.add_clip(scene, second, 1, 3)
     own = vse.own_strips(scene)
     assert own == [strip] and len(strip.elements) == 4 and strip.frame_final_start == 3
     assert os.path.normpath(bpy.path.abspath(strip.directory)) == str(tmp_path / "b")
     assert strip.channel == 2  # channel 1 holds the user's strip there
-    assert "mine" in [s.name for s in strips] and user.channel == 1
+    assert "mine" in [s.name for s in strips(scene)] and user.channel == 1
 
 
 def test_mp4_render_restores_settings(addon, tmp_path):
@@ -423,8 +422,8 @@ def test_failure_messages_name_the_fix(addon):
     assert "/x/python has no torch" in torch and "Install dependencies" in torch
     assert "cannot find psc_engine" in explain(["No module named 'psc_engine'"], 1, "py")
     assert explain([], -9, "py").startswith("Engine was stopped by signal 9")
-    ensure, install = addon.deps.pip_commands("py", "/deps", "CUDA")
-    assert install[:4] == ["py", "-m", "pip", "install"] and "--target" in install and "torch" in install
+    ensure, install = addon.deps.pip_commands("py", "/deps", "CUDA", ["torch==2.13.0"])
+    assert install[:4] == ["py", "-m", "pip", "install"] and "--target" in install and "torch==2.13.0" in install
     assert install[install.index("--index-url") + 1].endswith("/cu126")
 
 

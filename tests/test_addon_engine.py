@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest_addon import (REPO, add_camera, addon, all_strips, animate_arm_swing, build_rig, bpy,  # noqa: F401
-                            fake_engine, fresh_file, generate, leftovers, prefs_reset, private_tmp, run_until_first_frame,
-                            scene10, set_prefs, write_inputs)
+                            fake_engine, fresh_file, generate, leftovers, prefs_reset, private_tmp, psc_strips,
+                            run_until_first_frame, scene10, set_prefs, strips, write_inputs)
 
 
 def read_png(path):
@@ -42,8 +42,7 @@ def test_generate_clip_with_the_real_engine(scene10, tiny_weights, prefs_reset, 
     out = tmp_path / "out"
     frames = sorted(out.glob("frame_*.png"))
     assert [p.name for p in frames] == [f"frame_{i:05d}.png" for i in range(1, 11)]
-    strips = bpy.context.scene.sequence_editor.strips
-    (strip,) = [s for s in strips if s.get("psc_clip")]
+    (strip,) = psc_strips()
     assert len(strip.elements) == 10 and strip.frame_final_start == 1 and strip.frame_final_duration == 10
     assert [e.filename for e in strip.elements] == [p.name for p in frames]
     assert os.path.normpath(bpy.path.abspath(strip.directory)) == str(out)
@@ -115,7 +114,7 @@ def test_batch_clip_under_plain_python(addon, tiny_weights, tmp_path):
     assert len(list(folder.glob("frame_*.png"))) == 6 and (folder / "key_poses.csv").is_file()
     assert len((folder / "key_poses.csv").read_text().splitlines()) == 6  # keys at frames 1, 4, 6
     bpy.ops.wm.open_mainfile(filepath=str(blend))
-    (strip,) = [s for s in bpy.context.scene.sequence_editor.strips if s.get("psc_clip")]
+    (strip,) = psc_strips()
     assert len(strip.elements) == 6 and strip.directory.startswith("//")  # relative to the saved .blend
     fresh_file()
 
@@ -178,15 +177,14 @@ def test_cancel_button_stops_the_running_job(scene10, fake_engine, tmp_path, mon
 
 def test_rerun_keeps_earlier_runs_and_user_strips(scene10, fake_engine, tmp_path):
     scene = bpy.context.scene
-    se = scene.sequence_editor_create()
-    user = se.strips.new_image(name="my strip", filepath=scene.psc.image, channel=1, frame_start=1)
+    user = strips(scene).new_image(name="my strip", filepath=scene.psc.image, channel=1, frame_start=1)
     assert generate()[0] == {"FINISHED"}
     assert generate()[0] == {"FINISHED"}
     out, out1 = tmp_path / "out", tmp_path / "out_001"
     assert len(list(out.glob("frame_*.png"))) == 10 and len(list(out1.glob("frame_*.png"))) == 10
-    own = [s for s in se.strips if s.get("psc_clip")]
+    own = psc_strips()
     assert len(own) == 1 and os.path.normpath(bpy.path.abspath(own[0].directory)) == str(out1)
-    assert user.name in se.strips and own[0].channel == 2
+    assert user.name in strips(scene) and own[0].channel == 2
     scene.psc.overwrite = True
     (out / "marker.txt").write_text("earlier run")
     assert generate()[0] == {"FINISHED"}
@@ -204,7 +202,7 @@ def test_pmnet_mode_sends_key_poses(scene10, fake_engine, tmp_path, monkeypatch)
     keys = (tmp_path / "out" / "key_poses.csv").read_text().splitlines()
     # The key times travel once, in --key_frames: the key poses' t is 0 (the contract: t is for in-betweens).
     assert len(keys) == 6 and [float(k.split(",")[0]) for k in keys[::2]] == [0.0, 0.0, 0.0]
-    assert len([s for s in bpy.context.scene.sequence_editor.strips if s.get("psc_clip")][0].elements) == 10
+    assert len(psc_strips()[0].elements) == 10
 
 
 def test_parsing_left_out_is_estimated_by_the_engine(scene10, fake_engine, tmp_path, monkeypatch):

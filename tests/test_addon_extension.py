@@ -2,8 +2,10 @@
 and unregisters without leftovers. Blender runs in a child process with its own user folders,
 so nothing is installed into the developer's Blender."""
 import os
+import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from conftest_addon import REPO
 
 pytest.importorskip("bpy")
+sys.path.insert(0, str(REPO / "scripts"))
+import build_extension  # noqa: E402
 
 CHILD = r'''
 import os, subprocess, sys
@@ -54,9 +58,46 @@ def test_extension_zip_builds_installs_and_registers(tmp_path):
     names = zipfile.ZipFile(zip_path).namelist()
     assert {"blender_manifest.toml", "__init__.py", "operators.py", "engine/psc_engine/__main__.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith("STATUS.md")]
+    with zipfile.ZipFile(zip_path) as z:  # the licence texts: the add-on's (and the zip's) and the engine's
+        assert z.read("LICENSE").decode().split()[:6] == ["GNU", "GENERAL", "PUBLIC", "LICENSE", "Version", "3,"]
+        assert z.read("engine/psc_engine/LICENSE").decode().split()[:4] == ["Apache", "License", "Version", "2.0,"]
 
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
     r = subprocess.run([sys.executable, str(script), zip_path, str(REPO / "scripts")], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "EXTENSION OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_licence_labels_agree():
+    manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]  # the add-on, and the zip as a whole
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["psc_engine/LICENSE"]  # the engine
+    assert "Version 3, 29 June 2007" in (REPO / "blender_addon" / "LICENSE").read_text()
+    assert "Version 2.0, January 2004" in (REPO / "psc_engine" / "LICENSE").read_text()
+    licence = (REPO / "README.md").read_text().split("## Licence", 1)[1]
+    assert re.search(r"engine \(`psc_engine/`\) is Apache-2\.0", licence)
+    assert re.search(r"add-on \(`blender_addon/`\).*GPL-3\.0-or-later", licence, re.S)
+
+
+def test_validation_uses_blenders_tags_and_rules(tmp_path):
+    """A tag outside Blender's list fails as it would on extensions.blender.org; so does a
+    permission reason over Blender's 64 characters. The real manifest passes both."""
+    tool, tags = build_extension.extension_tool()
+    assert tool is not None and tags.endswith("tags.py")  # the bpy module's tool and Blender's own tag list
+    valid = __import__("json").loads(open(build_extension.write_valid_tags(tags, tmp_path / "t.json")).read())
+    assert {"Animation", "Sequencer"} <= set(valid["add-on"])
+    manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text())
+    assert set(manifest["tags"]) <= set(valid["add-on"])
+    assert all(len(v) <= 64 and v[-1].isalnum() for v in manifest["permissions"].values())
+
+    src = build_extension.stage(tmp_path / "ok", with_engine=False)
+    build_extension.validate(tool, tags, src, tmp_path)
+    text = (src / "blender_manifest.toml").read_text()
+    for name, bad in (("tag", text.replace('tags = ["Animation", "Sequencer"]', 'tags = ["Animation", "Video"]')),
+                      ("reason", re.sub(r'files = "[^"]*"', 'files = "' + "x" * 65 + '"', text))):
+        assert bad != text, name
+        (src / "blender_manifest.toml").write_text(bad)
+        with pytest.raises(subprocess.CalledProcessError):
+            build_extension.validate(tool, tags, src, tmp_path)

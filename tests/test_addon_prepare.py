@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest_addon import (REPO, add_camera, addon, animate_arm_swing, build_rig, bpy, draw_panels,  # noqa: F401
-                            fake_engine, generate, leftovers, prefs_reset, private_tmp, set_prefs, write_inputs)
+                            fake_engine, generate, leftovers, prefs_reset, private_tmp, psc_strips, set_prefs,
+                            write_inputs)
 
 
 def make_photo(path, size=(360, 480)):
@@ -161,7 +162,7 @@ def test_batch_clip_from_the_photo_alone(addon, tiny_weights, tmp_path):
     s = bpy.context.scene.psc
     assert Path(bpy.path.abspath(s.image)) == prepared / "I0" / "photo.png" and s.pose_source == "CSV"
     assert Path(bpy.path.abspath(s.pose_csv)) == prepared / "P0" / "photo.csv"
-    (strip,) = [x for x in bpy.context.scene.sequence_editor.strips if x.get("psc_clip")]
+    (strip,) = psc_strips()
     assert len(strip.elements) == 4
 
 

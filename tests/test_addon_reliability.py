@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest_addon import (add_camera, addon, all_strips, animate_arm_swing, build_rig, bpy, fake_engine,  # noqa: F401
-                            generate, leftovers, prefs_reset, private_tmp, run_until_first_frame, scene10)
+                            generate, leftovers, prefs_reset, private_tmp, psc_strips, run_until_first_frame, scene10)
 
 LONG = 10_000
 
@@ -24,7 +24,7 @@ def test_one_frame_range(scene10, fake_engine, tmp_path):
     out = tmp_path / "out"
     assert [p.name for p in out.glob("frame_*.png")] == ["frame_00001.png"]
     assert [line.split(",")[0] for line in (out / "poses.csv").read_text().splitlines()] == ["0.0000", "0.0000"]
-    (strip,) = [s for s in all_strips() if s.get("psc_clip")]
+    (strip,) = psc_strips()
     assert (strip.frame_final_start, strip.frame_final_duration) == (5, 1)
     scene10.psc.interpolation = "PMNET"
     result, report = generate()
