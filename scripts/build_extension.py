@@ -24,18 +24,38 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "STATUS.md", "*.partial*")
+IGNORE_NAMES = ("__pycache__", "*.pyc", ".*", "*.partial*")
+IGNORE = shutil.ignore_patterns(*IGNORE_NAMES)
+
+
+# What the add-on runs of the engine: `python -m psc_engine animate | prepare`. Training and
+# evaluation stay out (the train options' table, training/config.py, stays: the CLI reads it),
+# and of weights/ only the checkpoints and their cards go in, not the model card or pictures.
+ENGINE_LEFT_OUT = {"evaluation", "README.md", "requirements-blender.txt", "requirements-data.txt",
+                   "requirements-test.txt"}
+TRAINING_KEPT = {"__init__.py", "config.py"}
+WEIGHT_FILES = [f"{net}.{ext}" for net in ("pm", "aa", "ct", "pose", "parsing") for ext in ("safetensors", "json")]
+
+
+def _engine_ignore(folder, names):
+    left_out = set(IGNORE(folder, names))
+    if Path(folder).name == "psc_engine":
+        left_out |= ENGINE_LEFT_OUT & set(names)
+    if Path(folder).name == "training":
+        left_out |= set(names) - TRAINING_KEPT
+    return left_out
 
 
 def stage(dest, with_engine=True):
     """Copy what the zip holds into dest: the add-on at its root, the engine under engine/."""
-    shutil.copytree(REPO / "blender_addon", dest, ignore=IGNORE)
+    shutil.copytree(REPO / "blender_addon", dest, ignore=shutil.ignore_patterns("README.md", *IGNORE_NAMES))
     shutil.copy(REPO / "blender_manifest.toml", dest / "blender_manifest.toml")
     if with_engine:
-        shutil.copytree(REPO / "psc_engine", dest / "engine" / "psc_engine", ignore=IGNORE)
-        weights = REPO / "weights"
-        if weights.is_dir():
-            shutil.copytree(weights, dest / "engine" / "weights", ignore=IGNORE)
+        shutil.copytree(REPO / "psc_engine", dest / "engine" / "psc_engine", ignore=_engine_ignore)
+        (dest / "engine" / "weights").mkdir(parents=True)
+        for name in WEIGHT_FILES:
+            if (REPO / "weights" / name).is_file():
+                shutil.copy(REPO / "weights" / name, dest / "engine" / "weights" / name)
     return dest
 
 

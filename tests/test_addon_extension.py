@@ -101,3 +101,16 @@ def test_validation_uses_blenders_tags_and_rules(tmp_path):
         (src / "blender_manifest.toml").write_text(bad)
         with pytest.raises(subprocess.CalledProcessError):
             build_extension.validate(tool, tags, src, tmp_path)
+
+
+def test_zip_holds_only_what_the_addon_runs(tmp_path):
+    """No training or evaluation code, model card or pictures in the extension; the CLI still parses."""
+    dest = build_extension.stage(tmp_path / "ext")
+    names = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert "engine/psc_engine/protocol.py" in names and "engine/weights/ct.safetensors" in names
+    assert not [n for n in names if n.startswith(("engine/psc_engine/evaluation/", "engine/psc_engine/training/train"))]
+    assert not [n for n in names if n.endswith((".png", ".md")) or "STATUS" in n]
+    code = "from psc_engine.cli import build_parser; build_parser().parse_args(['prepare', '--image', 'x', '--out', 'y'])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=dest / "engine", capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(dest / "engine")})
+    assert out.returncode == 0, out.stderr
