@@ -29,9 +29,9 @@ IGNORE = shutil.ignore_patterns(*IGNORE_NAMES)
 
 
 # What the add-on runs of the engine: `python -m psc_engine animate | prepare`. Training and
-# evaluation stay out (the train options' table, training/config.py, stays: the CLI reads it),
+# evaluation stay out, as does the bundled example (the train options' table, training/config.py, stays: the CLI reads it),
 # and of weights/ only the checkpoints and their cards go in, not the model card or pictures.
-ENGINE_LEFT_OUT = {"evaluation", "README.md", "requirements-blender.txt", "requirements-data.txt",
+ENGINE_LEFT_OUT = {"evaluation", "example", "README.md", "requirements-blender.txt", "requirements-data.txt",
                    "requirements-test.txt"}
 TRAINING_KEPT = {"__init__.py", "config.py"}
 WEIGHT_FILES = [f"{net}.{ext}" for net in ("pm", "aa", "ct", "pose", "parsing") for ext in ("safetensors", "json")]
