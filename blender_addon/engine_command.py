@@ -44,10 +44,10 @@ def child_env(paths=(), base=None):
 
 
 def animate_command(python, image, parsing, pose, output_dir, *, poses=None, key_poses=None,
-                    key_frames=None, weights="", device="auto", batch_size=8):
+                    key_frames=None, weights="", device="auto", batch_size=8, precision="auto"):
     """`python -m psc_engine animate ...` for per-frame poses or PM-Net key poses (parsing optional)."""
-    cmd = [python, "-m", "psc_engine", "animate", "--image", image, "--pose", pose,
-           "--output_dir", output_dir, "--device", device, "--batch_size", str(batch_size), "--progress", "json"]
+    cmd = [python, "-m", "psc_engine", "animate", "--image", image, "--pose", pose, "--output_dir", output_dir,
+           "--device", device, "--batch_size", str(batch_size), "--precision", precision, "--progress", "json"]
     if parsing:  # without it the engine estimates the parsing from the photo
         cmd += ["--parsing", parsing]
     if poses:

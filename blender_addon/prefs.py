@@ -12,7 +12,7 @@ from bpy.props import EnumProperty, StringProperty
 from . import deps, engine_command
 from .engine_process import check_interpreter, default_interpreter
 
-DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU")
+DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU", precision="auto")
 CHECK = {"running": False, "message": ""}
 
 
@@ -46,6 +46,11 @@ class PSC_AddonPreferences(bpy.types.AddonPreferences):
         ("CPU", "CPU", "Runs everywhere; slower"),
         ("CUDA", "CUDA", "NVIDIA GPU (CUDA 12.6 build)"),
     ), default="CPU")
+    precision: EnumProperty(name="Precision", items=(
+        ("auto", "Fastest", "The fastest number format whose frames stay within the engine's stated tolerance of "
+         "float32 on this computer (bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on NVIDIA GPUs)"),
+        ("float32", "float32", "Always float32: slower, the reference the tolerance is measured against"),
+    ), default="auto")
 
     def draw(self, context):
         col = self.layout.column()
@@ -57,6 +62,7 @@ class PSC_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text=CHECK["message"], icon="INFO")
         col.prop(self, "engine_dir")
         col.prop(self, "weights_dir")
+        col.row().prop(self, "precision", expand=True)
         folder = engine_command.engine_folder(bpy.path.abspath(self.engine_dir) if self.engine_dir else "")
         col.label(text=f"Engine: {folder or 'from the interpreter (pip install -e)'}")
         box = col.box()

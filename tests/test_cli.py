@@ -100,8 +100,8 @@ def test_errors_are_one_line_and_write_nothing(tiny_weights, tmp_path):
 
 
 def test_bench_prints_json_line():
-    r = run_cli("bench", "--device", "cpu", "--base", "4", "--batch_sizes", "1,4", "--seed_frames", "2", "--seconds", "0.2",
-                "--end_to_end", "12", "--photo")
+    r = run_cli("bench", "--device", "cpu", "--random", "--base", "4", "--precision", "float32", "--batch_sizes", "1,4",
+                "--seed_frames", "2", "--seconds", "0.2", "--repeats", "2", "--end_to_end", "12", "--photo")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.splitlines()[0])
     for key in ("fps_batch1", "fps_batch4", "fps_seed_loop", "fps_seed_loop_channels_last", "gflop_per_frame",
