@@ -160,7 +160,7 @@ def cmd_bench(args):
     else:  # what animate runs: the weights as Pipeline.from_pretrained loads them, at their own size
         folder = args.weights or default_weights_dir()
         nets, cards = load_chain(folder, device)
-        what = f"{'shipped' if Path(folder).resolve() == PACKAGE_WEIGHTS else 'given'} weights {folder}"
+        what = f"{'shipped' if Path(folder).resolve() == PACKAGE_WEIGHTS else 'given'} weights ({folder})"
     default = "1,4,16,64,256" if device.type == "cuda" else "1,4,8,16,64"
     sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
     log = lambda message: print(message, file=sys.stderr, flush=True)

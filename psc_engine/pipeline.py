@@ -266,7 +266,8 @@ class Pipeline:
                 shape = to_onehot(subsample_labels(labels_full, self.size), memory_format=self.fmt, dtype=self.dtype)
             image = ct_decode(reference["ct"], shape, maps)["image"]
             if self.size != 256:
-                image = F.interpolate(image.float(), size=(256, 256), mode="bicubic", align_corners=False)
+                # in NCHW: the CPU's bicubic kernel is 2.8x slower on channels-last input
+                image = F.interpolate(image.float().contiguous(), size=(256, 256), mode="bicubic", align_corners=False)
             image = keep_background(image.float(), reference["image"], reference["person"], labels_full)
             return labels_full, image
 
