@@ -114,6 +114,7 @@ class ClipJob:
         rig = check_rig(context)
         self.warnings = [rig.warning] if rig.warning else []
         self.python, self.engine_paths, self.weights = engine_setup(context)
+        self.precision = prefs.get(context).precision
         self.device, self.batch_size, self.channel, self.make_mp4 = s.device, s.batch_size, s.channel, s.make_mp4
         self.scene_name = scene.name
         # What to make and where.
@@ -188,7 +189,8 @@ class ClipJob:
         cmd = protocol.animate_command(
             self.python, self.image, self.parsing, p0_path, self.partial,
             poses=None if self.pmnet else self.targets, key_poses=self.targets if self.pmnet else None,
-            key_frames=keys, weights=self.weights, device=self.device, batch_size=self.batch_size)
+            key_frames=keys, weights=self.weights, device=self.device, batch_size=self.batch_size,
+            precision=self.precision)
         self.engine = EngineProcess(cmd, env=engine_command.child_env(self.engine_paths), cwd=self.workdir)
         self.phase, self.progress = "engine", PROJECT_SHARE
         self.status = f"Starting the engine ({self.n_out} frames)"

@@ -12,7 +12,8 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from . import deps, engine_command
 from .engine_process import check_interpreter, default_interpreter
 
-DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU", with_photo=False)
+DEFAULTS = SimpleNamespace(python_path="", engine_dir="", weights_dir="", torch_build="CPU", with_photo=False,
+                           precision="auto")
 CHECK = {"running": False, "message": ""}
 
 
@@ -61,6 +62,11 @@ class PSC_AddonPreferences(bpy.types.AddonPreferences):
     with_photo: BoolProperty(name="Photo nets (MediaPipe)", default=False,
                              description="Also install MediaPipe (the engine's photo extra, with numpy < 2), "
                                          "for Prepare on real photos")
+    precision: EnumProperty(name="Precision", items=(
+        ("auto", "Fastest", "The fastest number format whose frames stay within the engine's stated tolerance of "
+         "float32 on this computer (bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on NVIDIA GPUs)"),
+        ("float32", "float32", "Always float32: slower, the reference the tolerance is measured against"),
+    ), default="auto")
 
     def draw(self, context):
         col = self.layout.column()
@@ -72,6 +78,7 @@ class PSC_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text=CHECK["message"], icon="INFO")
         col.prop(self, "engine_dir")
         col.prop(self, "weights_dir")
+        col.row().prop(self, "precision", expand=True)
         col.label(text=f"Engine: {engine_dir(self) or 'from the interpreter (pip install -e)'}")
         box = col.box()
         box.label(text="Dependencies: the engine's requirements, installed into the add-on's own folder")

@@ -32,10 +32,15 @@ def _warn(message):
 def _pipeline(args):
     from .pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(args.weights, device=args.device, half=getattr(args, "half", False))
+    pipe = Pipeline.from_pretrained(args.weights, device=args.device, precision=args.precision)
     if pipe.placeholder:
         _warn("using untrained placeholder weights; frames will not look like the person")
     return pipe
+
+
+def _runs_in(pipe):
+    """The first line `test` and `animate` print: how AA and CT run, and why in that precision."""
+    return f"psc: AA and CT in {pipe.precision} on {pipe.device} ({pipe.precision_reason})"
 
 
 def cmd_test(args):
@@ -45,6 +50,7 @@ def cmd_test(args):
 
     samples = load_test_layout(args.data_dir)  # everything read and checked before writing
     pipe = _pipeline(args)
+    print(_runs_in(pipe), flush=True)
     for s in samples:
         if s.parsing is None or s.pose0 is None:
             _say_estimating(s.parsing, s.pose0, f"sample {s.stem}")
@@ -102,7 +108,9 @@ def cmd_animate(args):
             print(protocol.event_line(name, **fields), flush=True)
 
     total = len(targets)
-    emit("start", total=total)
+    emit("start", total=total, device=str(pipe.device), precision=pipe.precision, reason=pipe.precision_reason)
+    if not progress:
+        print(_runs_in(pipe), file=sys.stderr, flush=True)
     start = time.perf_counter()
     done = 0
 
@@ -126,26 +134,31 @@ def cmd_bench(args):
     import torch
 
     from .evaluation import bench
-    from .pipeline import load_chain, pick_device
+    from .pipeline import CHECKOUT_WEIGHTS, PACKAGE_WEIGHTS, default_weights_dir, load_chain, pick_device
     from .weights import NETS, build_net
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    if args.weights:
-        nets, cards = load_chain(args.weights, device)
-    else:  # speed does not depend on the weights' values: random nets of the chosen width
+    if args.random:  # the architecture alone: untrained nets of the chosen width at 256x256
         nets, cards = [build_net(name, {"base": args.base}) for name in NETS], None
-    default = "1,4,16,64,256" if device.type == "cuda" else "1,4,16,64"
+        what = f"random base-{args.base} nets (--random: the architecture alone, untrained)"
+    else:  # what animate runs: the weights as Pipeline.from_pretrained loads them, at their own size
+        folder = args.weights or default_weights_dir()
+        nets, cards = load_chain(folder, device)
+        shipped = Path(folder).resolve() in (CHECKOUT_WEIGHTS.resolve(), PACKAGE_WEIGHTS.resolve())
+        what = f"{'shipped' if shipped else 'given'} weights ({folder})"
+    default = "1,4,16,64,256" if device.type == "cuda" else "1,4,8,16,64"
     sizes = tuple(int(b) for b in (args.batch_sizes or default).split(","))
-    result = bench.run(nets, cards, device, half=args.half, compile=args.compile, batch_sizes=sizes, frames=args.frames,
-                       seed_frames=args.seed_frames, min_seconds=args.seconds, end_to_end=args.end_to_end,
-                       repeats=args.repeats)
+    log = lambda message: print(message, file=sys.stderr, flush=True)
+    result = bench.run(nets, cards, device, precision=args.precision, compile=args.compile, batch_sizes=sizes,
+                       frames=args.frames, seed_frames=args.seed_frames, min_seconds=args.seconds,
+                       end_to_end_frames=args.end_to_end, repeats=args.repeats, weights=what, log=log)
     if args.photo:
         from .prepare import PhotoPreparer
         from .weights import PHOTO_NETS
 
-        if args.weights:
+        if not args.random:
             prep = PhotoPreparer.from_pretrained(args.weights, args.device)
         else:
             prep = PhotoPreparer(*(build_net(name, {"base": args.base}) for name in PHOTO_NETS), device=args.device)
@@ -246,14 +259,21 @@ def cmd_init_weights(args):
     return 0
 
 
+def precision_option(sp, default="auto"):
+    sp.add_argument("--precision", default=default, choices=protocol.PRECISIONS,
+                    help="AA's and CT's number format; auto: the fastest within the stated tolerance of float32 on "
+                    "this machine (bfloat16 on a CPU with AVX512-BF16 or AMX, float16 on CUDA, else float32); "
+                    "float32 forces float32 (default: %(default)s)")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="psc", description="PSC engine: a dressed person from one photo, in new poses.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp, batch=8):
+    def common(sp, batch=8, precision="auto"):
         sp.add_argument("--weights", default=None, help="weights folder (default: $PSC_WEIGHTS or the repository's weights/)")
         sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-        sp.add_argument("--half", action="store_true", help="half precision: float16 autocast on CUDA, bfloat16 on the CPU")
+        precision_option(sp, precision)
         sp.add_argument("--batch_size", type=int, default=batch, help="frames per AA/CT batch")
 
     t = sub.add_parser("test", help="the original release's test job on the test layout")
@@ -271,17 +291,19 @@ def build_parser():
     a.set_defaults(fn=cmd_animate)
 
     b = sub.add_parser("bench", help="frames per second of the AA + CT chain")
-    b.add_argument("--weights", default=None, help="time these weights (default: random nets of --base width)")
-    b.add_argument("--base", type=int, default=16)
+    b.add_argument("--weights", default=None, help="time these weights (default: $PSC_WEIGHTS or the repository's "
+                   "weights/, at their own size, as animate runs them)")
+    b.add_argument("--random", action="store_true", help="time untrained nets of --base width at 256x256 instead "
+                   "(the architecture alone)")
+    b.add_argument("--base", type=int, default=16, help="width of the --random nets")
     b.add_argument("--device", default="auto")
-    b.add_argument("--half", action="store_true", help="half precision: float16 autocast on CUDA, bfloat16 on the CPU "
-                   "(its difference from float32 is reported)")
+    precision_option(b)
     b.add_argument("--compile", action="store_true", help="torch.compile the per-frame decoders (compile time reported apart)")
-    b.add_argument("--batch_sizes", default=None, help="default: 1,4,16,64 (and 256 on CUDA)")
+    b.add_argument("--batch_sizes", default=None, help="default: 1,4,8,16,64 on the CPU, 1,4,16,64,256 on CUDA")
     b.add_argument("--frames", type=int, default=None, help="frames per timed run (default: largest batch)")
     b.add_argument("--seed_frames", type=int, default=8)
     b.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per figure and round")
-    b.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds; each figure is the best round")
+    b.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds; each figure is their median")
     b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     b.add_argument("--end_to_end", type=int, default=250, help="frames for the end-to-end run with PNG writing (0: skip)")
     b.add_argument("--photo", action="store_true", help="also time the photo nets (keypoints, parser, `prepare` on a 256x256 photo)")
@@ -303,7 +325,7 @@ def build_parser():
                     help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU); "
                     "real: the chain on real photos (test layout), each to its own and to its mirrored pose. "
                     "Default: real for test-layout folders (with I0/), else psc photo")
-    common(ev)
+    common(ev, precision="float32")  # quality figures stay comparable across checkpoints
     ev.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("prepare", help="a plain photo -> I0, S0 and P0 in the test layout, with an overlay")

@@ -25,6 +25,7 @@ from .errors import PSCError
 from .formats.images import NUM_CLASSES, check_image, check_parsing, require_person
 from .nets.layers import at_size, subsample_labels
 from .nets.pm import line_poses
+from .precision import choose as choose_precision
 from .formats.poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import NETS, load_weights
 
@@ -146,19 +147,27 @@ def is_out_of_memory(error):
 class Pipeline:
     """PM -> AA -> CT on one device.
 
-    half: float16 autocast on CUDA; on the CPU, AA and CT are converted to bfloat16 outright
-    (fast where the CPU has AVX512-BF16 or AMX; autocast's casts between ops cost a fifth of the
-    speed there), with warping and per-class means still in float32. Results differ from float32
-    within the tolerance `bench` reports and the tests assert. PM stays float32 on the CPU: it
-    runs once per key pair, not per frame. channels_last=False
-    keeps PyTorch's default NCHW layout, as the original did (the bench's seed-style loop).
+    precision (see precision.py): "auto" (the default) picks the fastest format that stays within
+    precision.TOLERANCE of float32 on this machine: bfloat16 on a CPU with native bfloat16
+    instructions, float16 on CUDA, else float32. "float32" forces float32. In bfloat16 on the CPU,
+    AA and CT are converted outright (autocast's casts between ops cost a fifth of the speed
+    there), with warping and per-class means still in float32; on CUDA, float16 and bfloat16 are
+    autocast. PM stays float32 on the CPU: it runs once per key pair, not per frame. `half=True`
+    is the older spelling of a reduced precision (bfloat16 on the CPU, float16 on CUDA);
+    `half=False` of "float32". channels_last=False keeps PyTorch's default NCHW layout, as the
+    original did (the bench's seed-style loop).
     """
 
-    def __init__(self, pm, aa, ct, device="cpu", half=False, cards=None, compile=False, channels_last=True):
+    def __init__(self, pm, aa, ct, device="cpu", precision="auto", cards=None, compile=False, channels_last=True,
+                 half=None):
         self.device = pick_device(device)
         self.fmt = CL if channels_last else torch.contiguous_format
-        self.half = bool(half)
-        self.dtype = torch.bfloat16 if self.half and self.device.type == "cpu" else torch.float32  # AA and CT
+        if half is not None:
+            precision = ("float16" if self.device.type == "cuda" else "bfloat16") if half else "float32"
+        self.precision, self.precision_reason = choose_precision(precision, self.device)
+        self.half = self.precision != "float32"
+        # AA's and CT's weights: bfloat16 outright on the CPU; on CUDA float32 under autocast
+        self.dtype = torch.bfloat16 if self.half and self.device.type == "cpu" else torch.float32
         self.pm = pm.to(self.device, memory_format=self.fmt).eval()
         self.aa, self.ct = (net.to(self.device, self.dtype, memory_format=self.fmt).eval() for net in (aa, ct))
         self.cards = cards or {}
@@ -179,11 +188,11 @@ class Pipeline:
             self.compiled = True
 
     @classmethod
-    def from_pretrained(cls, path=None, device="auto", half=False, compile=False):
+    def from_pretrained(cls, path=None, device="auto", precision="auto", compile=False, half=None):
         """Load PM, AA and CT from `path` (default: see default_weights_dir), each checked against its card."""
         dev = pick_device(device)
         nets, cards = load_chain(path, dev)
-        pipe = cls(*nets, device=dev, half=half, cards=cards, compile=compile)
+        pipe = cls(*nets, device=dev, precision=precision, cards=cards, compile=compile, half=half)
         pipe.weights_dir = Path(path) if path is not None else default_weights_dir()
         return pipe
 
@@ -193,9 +202,9 @@ class Pipeline:
         return any(card.get("placeholder") for card in self.cards.values())
 
     def _autocast(self):
-        """float16 autocast for --half on CUDA; on the CPU the nets already hold their dtype."""
+        """float16 or bfloat16 autocast on CUDA; on the CPU the nets already hold their dtype."""
         if self.half and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
+            return torch.autocast("cuda", dtype=getattr(torch, self.precision))
         return nullcontext()
 
     @torch.inference_mode()
@@ -296,7 +305,8 @@ class Pipeline:
                 shape = to_onehot(subsample_labels(labels_full, self.size), memory_format=self.fmt, dtype=self.dtype)
             image = ct_decode(reference["ct"], shape, maps)["image"]
             if self.size != 256:
-                image = F.interpolate(image.float(), size=(256, 256), mode="bicubic", align_corners=False)
+                # in NCHW: the CPU's bicubic kernel is 2.8x slower on channels-last input
+                image = F.interpolate(image.float().contiguous(), size=(256, 256), mode="bicubic", align_corners=False)
             image = keep_background(image.float(), reference["image"], reference["person"], labels_full)
             return labels_full, image
 

@@ -38,7 +38,7 @@ FRAME_RE = re.compile(r"^frame_(\d{5})\.png$")
 
 # Progress events of `animate --progress json`: name -> its fields (besides "event").
 EVENTS = {
-    "start": ("total",),
+    "start": ("total", "device", "precision", "reason"),  # reason: why this precision (see precision.py)
     "frame": ("done", "total", "path"),
     "done": ("total", "output_dir", "seconds"),
 }
@@ -172,16 +172,18 @@ PREPARE_OPTIONS = (
     ("--overwrite", dict(action="store_true", help="replace earlier files of the same stem")),
 )
 # Options both commands share with the others (see cli.common).
-ENGINE_OPTIONS = ("--weights", "--device", "--batch_size")
+ENGINE_OPTIONS = ("--weights", "--device", "--batch_size", "--precision")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # auto: the fastest within tolerance of float32
 
 
-def _engine_args(weights, device, batch_size=None):
+def _engine_args(weights, device, batch_size=None, precision=None):
     args = ["--device", device] + (["--weights", weights] if weights else [])
+    args += ["--precision", precision] if precision else []
     return args + (["--batch_size", str(batch_size)] if batch_size is not None else [])
 
 
 def animate_command(python, image, parsing, pose, output_dir, *, poses=None, key_poses=None,
-                    key_frames=None, weights="", device="auto", batch_size=8):
+                    key_frames=None, weights="", device="auto", batch_size=8, precision="auto"):
     """`python -m psc_engine animate ...` for per-frame poses, or PM-Net between key poses at
     `key_frames` (1-based frame numbers); parsing and pose may be None (the engine estimates them)."""
     if (poses is None) == (key_poses is None):
@@ -193,7 +195,7 @@ def animate_command(python, image, parsing, pose, output_dir, *, poses=None, key
         cmd += ["--poses", poses]
     else:
         cmd += ["--key_poses", key_poses, "--key_frames", ",".join(str(int(f)) for f in key_frames)]
-    return cmd + _engine_args(weights, device, batch_size)
+    return cmd + _engine_args(weights, device, batch_size, precision)
 
 
 def prepare_command(python, photo, out_dir, stem, *, weights="", device="auto"):

@@ -39,7 +39,8 @@ def test_animate_key_frames_fill_with_pm(tiny_weights, tmp_path):
                 "--weights", tiny_weights, "--progress", "json", "--batch_size", "4")
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    assert events[0] == {"event": "start", "total": 6}
+    assert {k: events[0][k] for k in ("event", "total")} == {"event": "start", "total": 6}
+    assert events[0]["precision"] in ("float32", "bfloat16", "float16") and events[0]["reason"]
     assert [e["done"] for e in events if e["event"] == "frame"] == [1, 2, 3, 4, 5, 6]
     assert events[-1]["event"] == "done"
     assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:05d}.png" for i in range(1, 7)]
@@ -100,8 +101,8 @@ def test_errors_are_one_line_and_write_nothing(tiny_weights, tmp_path):
 
 
 def test_bench_prints_json_line():
-    r = run_cli("bench", "--device", "cpu", "--base", "4", "--batch_sizes", "1,4", "--seed_frames", "2", "--seconds", "0.2",
-                "--end_to_end", "12", "--photo")
+    r = run_cli("bench", "--device", "cpu", "--random", "--base", "4", "--precision", "float32", "--batch_sizes", "1,4",
+                "--seed_frames", "2", "--seconds", "0.2", "--repeats", "2", "--end_to_end", "12", "--photo")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.splitlines()[0])
     for key in ("fps_batch1", "fps_batch4", "fps_seed_loop", "fps_seed_loop_channels_last", "gflop_per_frame",

@@ -113,14 +113,15 @@ def test_out_of_memory_falls_back_to_smaller_batches(pipe, monkeypatch):
 
 def test_fast_path_matches_the_float32_reference(tiny_weights):
     """The batched, channels-last, cached-reference chain against a plain float32 NCHW one-frame
-    forward of the same nets (the seed's way). Stated tolerance: max abs pixel difference 2 (of 255)."""
+    forward of the same nets (the seed's way), both in float32. Stated tolerance: max abs pixel
+    difference 2 (of 255)."""
     import torch
     import torch.nn.functional as F
 
     from psc_engine.formats.poses import pose_maps
     from psc_engine.weights import load_weights
 
-    pipe = Pipeline.from_pretrained(tiny_weights, device="cpu")
+    pipe = Pipeline.from_pretrained(tiny_weights, device="cpu", precision="float32")
     image, parsing, pose, targets = example_inputs(6)
     fast = pipe.transfer(image, parsing, pose, targets, batch_size=4)
     aa, ct = load_weights(tiny_weights, "aa")[0], load_weights(tiny_weights, "ct")[0]  # fresh NCHW copies
@@ -230,11 +231,12 @@ def test_first_stage_weights_run_at_their_training_size(tmp_path):
 
 
 def test_bfloat16_on_cpu_stays_close_to_float32(tiny_weights):
-    """--half on the CPU runs AA and CT in bfloat16 (warping and class means in float32): the same
-    frames within a stated tolerance (mean abs difference under 1 of 255, parsing the same on 99 %
-    of pixels); the bench reports the max (a flipped parsing pixel can move a colour there)."""
+    """half=True (the older spelling of bfloat16) on the CPU runs AA and CT in bfloat16 (warping
+    and class means in float32): the same frames within a stated tolerance (mean abs difference
+    under 1 of 255, parsing the same on 99 % of pixels) on untrained nets; tests/test_speed.py
+    checks the shipped weights against precision.TOLERANCE."""
     image, parsing, pose, targets = example_inputs(4)
-    full = Pipeline.from_pretrained(tiny_weights, device="cpu").transfer(image, parsing, pose, targets)
+    full = Pipeline.from_pretrained(tiny_weights, device="cpu", precision="float32").transfer(image, parsing, pose, targets)
     half = Pipeline.from_pretrained(tiny_weights, device="cpu", half=True).transfer(image, parsing, pose, targets)
     diff = np.abs(half.images.astype(int) - full.images.astype(int))
     assert 0 < diff.mean() < 1  # bfloat16 did run (not exactly float32), and stays close
@@ -246,9 +248,9 @@ def test_nchw_pipeline_gives_the_channels_last_frames(tiny_weights):
     from psc_engine.weights import NETS, load_weights
 
     image, parsing, pose, targets = example_inputs(3)
-    cl = Pipeline.from_pretrained(tiny_weights, device="cpu").transfer(image, parsing, pose, targets)
+    cl = Pipeline.from_pretrained(tiny_weights, device="cpu", precision="float32").transfer(image, parsing, pose, targets)
     nets = [load_weights(tiny_weights, n)[0] for n in NETS]
-    nchw = Pipeline(*nets, device="cpu", channels_last=False).transfer(image, parsing, pose, targets, batch_size=1)
+    nchw = Pipeline(*nets, device="cpu", precision="float32", channels_last=False).transfer(image, parsing, pose, targets, batch_size=1)
     assert np.abs(nchw.images.astype(int) - cl.images.astype(int)).max() <= 2
 
 

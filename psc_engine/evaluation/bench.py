@@ -1,17 +1,30 @@
-"""Speed of the AA + CT chain at 256x256: batched frames per second against the seed-style loop.
+"""Speed of the AA + CT chain: batched frames per second against the seed-style loop, and a clip
+written as PNGs against its compute alone.
+
+What it times, by default: the shipped weights as `Pipeline.from_pretrained()` loads them, at
+their cards' size (the shipped AA and CT run at 128x128 inside; frames are up-sampled to 256x256)
+in the default precision (precision.py): what `animate` and the add-on run. `--random` times
+untrained nets of `--base` width at 256x256 instead: the architecture alone, whose speed does
+not depend on the weights' values. The table and the JSON say which (`weights`, `size`,
+`precision`).
 
 The seed-style loop is the original's way: one frame per call, the reference re-encoded for
-every frame, float32, PyTorch's default NCHW layout. It runs the same nets through the same
-Pipeline code (with channels_last=False, half=False), so the ratio measures what the
-engine adds: batching, reference caching, channels-last, half precision when asked for. The same
-loop with channels-last is reported too, to show what layout alone buys. The batched output is
-compared with the seed loop's (float32) and the largest pixel difference reported: 0-2 in
-float32, larger with --half (a class flip in AA moves a few pixels).
+every frame, float32, PyTorch's default NCHW layout. It runs copies of the same nets through the
+same Pipeline code (channels_last=False, precision="float32") in the same rounds, so the ratio
+measures what the engine adds: batching, reference caching, channels-last, the faster precision.
+The same loop in channels-last is reported too, to show what layout alone buys. The batched
+output is compared with the seed loop's (float32) in precision.TOLERANCE's terms.
+
+Every figure is the median of `repeats` interleaved rounds (this machine's speed drifts by
+20-40 % over minutes, and other jobs share its cores); each round's figures are in "rounds".
+Progress goes to `log` (the command line: stderr), one line per figure and round.
 """
 import copy
 import json
 import platform
 import resource
+import shutil
+import statistics
 import tempfile
 import time
 
@@ -23,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..formats.outputs import write_frames
 from ..pipeline import Pipeline
+from ..precision import TOLERANCE, compare
 
 
 def example_inputs(n, seed=0):
@@ -52,10 +66,11 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_frames(fn, frames, device, min_seconds=1.0):
+def time_frames(fn, frames, device, min_seconds=1.0, warm_up=True):
     """Frames per second of fn() (which renders `frames` frames), after one warm-up call."""
-    fn()
-    _sync(device)
+    if warm_up:
+        fn()
+        _sync(device)
     runs, start = 0, time.perf_counter()
     while True:
         fn()
@@ -75,14 +90,15 @@ def flops_per_frame(pipe, image, parsing, pose, targets):
 
 
 # Peak dense throughput assumed for "fraction of peak", TFLOP/s (vendor figures, no sparsity).
-GPU_PEAKS = {"H100": {"float32": 67.0, "tf32": 494.7, "float16": 989.4}, "H200": {"float32": 67.0, "tf32": 494.7, "float16": 989.4},
-             "A100": {"float32": 19.5, "tf32": 156.0, "float16": 312.0}}
+GPU_PEAKS = {"H100": {"float32": 67.0, "tf32": 494.7, "float16": 989.4, "bfloat16": 989.4},
+             "H200": {"float32": 67.0, "tf32": 494.7, "float16": 989.4, "bfloat16": 989.4},
+             "A100": {"float32": 19.5, "tf32": 156.0, "float16": 312.0, "bfloat16": 312.0}}
 
 
-def cpu_peak_tflops(half=False):
+def cpu_peak_tflops(bfloat16=False):
     """cores x clock x FLOP/cycle: AVX-512 with 2 FMA units is 64 fp32 FLOP/cycle/core, AVX2 32;
-    bfloat16 (--half) on a CPU with AVX512-BF16 dot products doubles that. The clock is the nominal
-    one /proc/cpuinfo reports."""
+    bfloat16 on a CPU with AVX512-BF16 dot products doubles that. The clock is the nominal one
+    /proc/cpuinfo reports."""
     import os
 
     mhz, flags = 2000.0, ""
@@ -94,7 +110,7 @@ def cpu_peak_tflops(half=False):
         pass
     per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
     kind = "fp32 FMA"
-    if half and "avx512_bf16" in flags:
+    if bfloat16 and "avx512_bf16" in flags:
         per_cycle, kind = per_cycle * 2, "bf16 dot product"
     cores = torch.get_num_threads() or os.cpu_count()
     return cores * mhz * 1e6 * per_cycle / 1e12, f"{cores} cores x {mhz:.0f} MHz x {per_cycle} FLOP/cycle ({kind})"
@@ -102,37 +118,94 @@ def cpu_peak_tflops(half=False):
 
 def device_peak_tflops(pipe):
     if pipe.device.type != "cuda":
-        return cpu_peak_tflops(pipe.half)
+        return cpu_peak_tflops(pipe.precision == "bfloat16")
     name = torch.cuda.get_device_name(pipe.device)
-    kind = "float16" if pipe.half else ("tf32" if torch.backends.cudnn.allow_tf32 else "float32")
+    kind = pipe.precision if pipe.half else ("tf32" if torch.backends.cudnn.allow_tf32 else "float32")
     for key, peaks in GPU_PEAKS.items():
         if key in name:
             return peaks[kind], f"{name} {kind} dense peak (vendor figure)"
     return float("nan"), f"{name}: peak unknown"
 
 
-def run(nets, cards=None, device="auto", half=False, compile=False, batch_sizes=(1, 4, 16), frames=None,
-        seed_frames=8, min_seconds=1.0, end_to_end=250, repeats=3):
-    """Time the engine's Pipeline over float32 nets (pm, aa, ct) against the seed-style loop over
-    copies of the same nets. Each Pipeline gets its own copy: it converts its nets' layout (and
-    with half=True on the CPU their dtype) in place."""
-    pipe = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, half=half, cards=cards, compile=compile)
+def end_to_end(pipe, image, parsing, pose, clip, batch_size, repeats=3, log=print):
+    """`animate`'s path (Pipeline.stream + the PNG writer thread) against the compute alone.
+
+    Each end-to-end round times two moments of the same run: when the last chunk is computed
+    (compute) and when the last PNG has landed (end to end), so end to end can never read below
+    compute. Rounds of the compute alone (every chunk computed and copied to host memory as uint8,
+    no PNGs) alternate with them, so drift hits both alike, and are reported beside it: they say
+    what the writer thread costs the compute it overlaps. Each figure is the median of its rounds."""
+    def compute():
+        for _ in pipe.stream(image, parsing, pose, clip, batch_size=batch_size):
+            pass  # each chunk's frames are uint8 numpy arrays on the host by now
+        _sync(pipe.device)
+
+    def timed_stream(marks):
+        yield from pipe.stream(image, parsing, pose, clip, batch_size=batch_size)
+        _sync(pipe.device)
+        marks.append(time.perf_counter())  # the last chunk is computed; its PNGs may still be writing
+
+    times = {"compute_alone": [], "compute": [], "end_to_end": []}
+    with tempfile.TemporaryDirectory(prefix="psc-bench-") as tmp:
+        warm = clip[:2 * batch_size]  # the writer thread and PIL's encoder, untimed
+        write_frames(pipe.stream(image, parsing, pose, warm, batch_size=batch_size), Path(tmp) / "warm")
+        for r in range(1, repeats + 1):
+            for kind in ("compute", "end_to_end") if r % 2 else ("end_to_end", "compute"):
+                folder = Path(tmp) / f"clip{r}"
+                t0 = time.perf_counter()
+                if kind == "compute":
+                    compute()
+                    times["compute_alone"].append(round(time.perf_counter() - t0, 3))
+                else:
+                    marks = []
+                    write_frames(timed_stream(marks), folder)
+                    times["end_to_end"].append(round(time.perf_counter() - t0, 3))
+                    times["compute"].append(round(marks[0] - t0, 3))
+                shutil.rmtree(folder, ignore_errors=True)  # not timed
+                last = times["compute_alone" if kind == "compute" else "end_to_end"][-1]
+                log(f"bench: end to end round {r}/{repeats}, {len(clip)} frames at batch {batch_size}, "
+                    f"{'compute alone' if kind == 'compute' else 'written as PNGs'}: {last:.2f} s")
+    median = {k: statistics.median(v) for k, v in times.items()}
+    compute_s, e2e_s = median["compute"], median["end_to_end"]
+    return {"end_to_end_frames": len(clip), "end_to_end_batch": batch_size, "compute_seconds": compute_s,
+            "compute_alone_seconds": median["compute_alone"],
+            "end_to_end_seconds": e2e_s, "end_to_end_over_compute": round(e2e_s / compute_s, 3),
+            "end_to_end_over_compute_alone": round(e2e_s / median["compute_alone"], 3),
+            "end_to_end_fps": round(len(clip) / e2e_s, 2), "end_to_end_rounds": times}
+
+
+def run(nets, cards=None, device="auto", precision="auto", compile=False, batch_sizes=(1, 4, 16), frames=None,
+        seed_frames=8, min_seconds=1.0, end_to_end_frames=250, repeats=3, weights="given", log=None):
+    """Time the engine's Pipeline over float32 nets (pm, aa, ct), as Pipeline.from_pretrained builds
+    it from them and their cards, against the seed-style loop over copies of the same nets.
+    Each Pipeline gets its own copy: it converts its nets' layout (and in bfloat16 on the CPU
+    their dtype) in place. `weights` says what the nets are, for the report."""
+    log = log or (lambda message: None)
+    pipe = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, precision=precision, cards=cards, compile=compile)
     device = pipe.device
     frames = frames or max(batch_sizes)
     image, parsing, pose, targets = example_inputs(max(frames, seed_frames))
-    result = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+    result = {"weights": weights, "size": pipe.size, "precision": pipe.precision,
+              "precision_reason": pipe.precision_reason, "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
               else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "half": pipe.half, "size": 256}
+              "repeats": repeats}
+    log(f"bench: {weights}; AA and CT at {pipe.size}x{pipe.size}, {pipe.precision} ({pipe.precision_reason}), "
+        f"on {device} with {torch.get_num_threads()} threads")
+    log(f"bench: {repeats} rounds of batch {', '.join(map(str, batch_sizes))} and the seed-style loop, "
+        f">= {min_seconds:g} s each" + (f"; then {end_to_end_frames} frames end to end" if end_to_end_frames else ""))
     if pipe.compiled:  # the compile cost, reported apart from the steady-state speed
         t0 = time.perf_counter()
         for bs in batch_sizes:
+            log(f"bench: compiling for batch {bs}")
             sum(1 for _ in pipe.stream(image, parsing, pose, np.resize(targets, (bs, 18, 2)), batch_size=bs))
         _sync(device)
         result["compile_seconds"] = round(time.perf_counter() - t0, 1)
         result["compiled"] = pipe.compiled  # False if compiling failed and it fell back to eager
     seed_targets = targets[:seed_frames]
-    seed_pipe = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, cards=cards, channels_last=False)
-    seed_cl = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, cards=cards)
+    seed_pipe = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, precision="float32", cards=cards,
+                         channels_last=False)
+    seed_cl = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, precision="float32", cards=cards)
 
     def batched(bs):
         tg = np.resize(targets, (max(frames, bs), 18, 2))
@@ -146,32 +219,25 @@ def run(nets, cards=None, device="auto", half=False, compile=False, batch_sizes=
 
     timed = {f"fps_batch{bs}": batched(bs) for bs in batch_sizes}
     timed.update(fps_seed_loop=seed_loop(seed_pipe), fps_seed_loop_channels_last=seed_loop(seed_cl))
-    # Interleaved rounds, best of each: this machine's speed drifts by 20-40 % over minutes, and
-    # the fastest run is the one least disturbed (timeit's rule), for both sides of the ratio.
-    for _ in range(repeats):
+    rounds = {key: [] for key in timed}
+    for r in range(1, repeats + 1):
         for key, (fn, n) in timed.items():
-            result[key] = max(result.get(key, 0.0), round(time_frames(fn, n, device, min_seconds), 2))
-    best = max(result[f"fps_batch{bs}"] for bs in batch_sizes)
+            rounds[key].append(round(time_frames(fn, n, device, min_seconds, warm_up=r == 1), 2))
+            log(f"bench: round {r}/{repeats}, {key.removeprefix('fps_').replace('_', ' ')}: {rounds[key][-1]:.2f} frames/s")
+    result.update({key: statistics.median(values) for key, values in rounds.items()})
+    result["rounds"] = rounds
+    best_bs = max(batch_sizes, key=lambda bs: result[f"fps_batch{bs}"])
+    best = result[f"fps_batch{best_bs}"]
     result["speedup_vs_seed_loop"] = round(best / result["fps_seed_loop"], 2)
     result["speedup_vs_seed_loop_channels_last"] = round(best / result["fps_seed_loop_channels_last"], 2)
-    ours = pipe.transfer(image, parsing, pose, seed_targets, batch_size=len(seed_targets)).images.astype(np.int16)
-    reference = seed_pipe.transfer(image, parsing, pose, seed_targets, batch_size=1).images.astype(np.int16)
-    diff = np.abs(ours - reference)
-    result["max_abs_diff_vs_seed_loop"] = int(diff.max())
-    result["mean_abs_diff_vs_seed_loop"] = round(float(diff.mean()), 4)
-    if end_to_end:  # `animate`'s path (stream + PNG writer thread) against the compute alone
-        best_bs = max(batch_sizes, key=lambda bs: result[f"fps_batch{bs}"])
-        clip = np.resize(targets, (end_to_end, 18, 2))
-        t0 = time.perf_counter()
-        sum(1 for _ in pipe.stream(image, parsing, pose, clip, batch_size=best_bs))
-        _sync(device)
-        compute = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            write_frames(pipe.stream(image, parsing, pose, clip, batch_size=best_bs), Path(tmp) / "clip")
-            written = time.perf_counter() - t0
-        result.update(end_to_end_frames=end_to_end, end_to_end_batch=best_bs, compute_seconds=round(compute, 2),
-                      end_to_end_seconds=round(written, 2), end_to_end_over_compute=round(written / compute, 3))
+    ours = pipe.transfer(image, parsing, pose, seed_targets, batch_size=len(seed_targets))
+    diff = compare(ours, seed_pipe.transfer(image, parsing, pose, seed_targets, batch_size=1))
+    result.update(max_abs_diff_vs_seed_loop=diff["max_abs_diff"], mean_abs_diff_vs_seed_loop=diff["mean_abs_diff"],
+                  parsing_agreement_vs_seed_loop=diff["parsing_agreement"], within_tolerance=diff["within"],
+                  tolerance=TOLERANCE)
+    if end_to_end_frames:
+        clip = np.resize(targets, (end_to_end_frames, 18, 2))
+        result.update(end_to_end(pipe, image, parsing, pose, clip, best_bs, repeats, log))
     flops = flops_per_frame(pipe, image, parsing, pose, targets)
     result["gflop_per_frame"] = round(flops / 1e9, 3)
     result["achieved_gflops"] = round(flops * best / 1e9, 1)
@@ -196,24 +262,37 @@ def photo_fps(prep, min_seconds=1.0):
             "prepare_fps": round(time_frames(lambda: prep.prepare(image), 1, device, min_seconds), 2)}
 
 
+
+
 def print_report(result, out):
     out.write(json.dumps(result) + "\n")
-    rows = [(k.removeprefix("fps_"), v) for k, v in result.items() if k.startswith("fps_")]
-    precision = "half" if result["half"] else "float32"
+    size = result["size"]
+    out.write(f"\n{result['weights']}: AA and CT at {size}x{size}, {result['precision']} ({result['precision_reason']}), "
+              f"{result['device']}, {result['threads']} threads; median of {result['repeats']} rounds\n")
+    if "compile_seconds" in result:
+        out.write(f"compiled: {result['compiled']}, compile time {result['compile_seconds']} s (apart from the figures)\n")
     out.write(f"\n{'chain (AA+CT)':<26}{'frames/s':>10}\n")
-    for name, fps in rows:
-        out.write(f"{name:<26}{fps:>10.2f}\n")
-    out.write(f"speed-up of batched ({precision}) over the seed loop: {result['speedup_vs_seed_loop']}x "
-              f"({result['speedup_vs_seed_loop_channels_last']}x over the seed loop in channels-last); "
-              f"pixel difference from the seed loop: max {result['max_abs_diff_vs_seed_loop']}, "
-              f"mean {result['mean_abs_diff_vs_seed_loop']} (of 255)\n")
+    for key, fps in result.items():
+        if key.startswith("fps_"):
+            out.write(f"{key.removeprefix('fps_'):<26}{fps:>10.2f}\n")
+    out.write(f"speed-up of batched ({result['precision']}) over the seed loop (float32, NCHW): "
+              f"{result['speedup_vs_seed_loop']}x ({result['speedup_vs_seed_loop_channels_last']}x over the seed "
+              f"loop in channels-last)\n")
+    tol = result["tolerance"]
+    out.write(f"difference from the seed loop: mean {result['mean_abs_diff_vs_seed_loop']} of 255 (tolerance "
+              f"{tol['mean_abs_diff']}), max {result['max_abs_diff_vs_seed_loop']}, parsing agreement "
+              f"{result['parsing_agreement_vs_seed_loop']:.2%} (tolerance {tol['parsing_agreement']:.1%}): "
+              f"{'within' if result['within_tolerance'] else 'OUTSIDE'} the tolerance\n")
     if "photo" in result:
         ph = result["photo"]
         out.write(f"photo nets, one 256x256 image per call: keypoint net {ph['keypoint_fps']}/s, parser "
                   f"{ph['parser_fps']}/s, prepare (both) {ph['prepare_fps']}/s\n")
     if "end_to_end_seconds" in result:
-        out.write(f"end to end, {result['end_to_end_frames']} frames written as PNGs: {result['end_to_end_seconds']} s "
-                  f"against {result['compute_seconds']} s of compute alone ({result['end_to_end_over_compute']}x)\n")
+        out.write(f"end to end, {result['end_to_end_frames']} frames at batch {result['end_to_end_batch']} written as "
+                  f"PNGs: {result['end_to_end_seconds']} s ({result['end_to_end_fps']} frames/s) against "
+                  f"{result['compute_seconds']} s of compute in the same run ({result['end_to_end_over_compute']}x; "
+                  f"compute alone, no writer: {result['compute_alone_seconds']} s, "
+                  f"{result['end_to_end_over_compute_alone']}x)\n")
     out.write(f"{result['gflop_per_frame']} GFLOP/frame -> {result['achieved_gflops']} GFLOP/s achieved on {result['device']}, "
               f"{result['fraction_of_peak']} of an assumed peak of {result['peak_tflops_assumed']} TFLOP/s "
               f"({result['peak_assumption']})\n")
