@@ -209,18 +209,24 @@ def _evaluate_real(args):
 
 
 def cmd_prepare(args):
-    from .formats.images import write_png
+    from .formats.images import atomic_write_bytes, write_png
     from .formats.poses import format_pose_csv
     from .prepare import PhotoPreparer, open_photo, overlay
 
     photo = open_photo(args.image)
-    prep = PhotoPreparer.from_pretrained(args.weights, args.device)
+    prep = PhotoPreparer.from_pretrained(args.weights, args.device, finder=args.finder)
+    if prep.fallback_reason:
+        _warn(f"{prep.fallback_reason}: the pose comes from the project's keypoint net, trained on renders only; "
+              "pip install -e \".[photo]\" for MediaPipe Pose")
     if prep.placeholder:
         _warn("the photo nets are untrained placeholders; check the overlay")
-    image, parsing, pose = prep.prepare(photo)
+    try:
+        p = prep.prepare(photo)
+    except PSCError as e:
+        raise PSCError(str(e), args.image) from None
     stem = args.stem or Path(args.image).stem
     out = Path(args.out)
-    targets = {f"I0/{stem}.png": image, f"S0/{stem}.png": parsing, f"overlay/{stem}.png": overlay(image, parsing, pose)}
+    targets = {f"I0/{stem}.png": p.image, f"S0/{stem}.png": p.parsing, f"overlay/{stem}.png": overlay(p.image, p.parsing, p.pose)}
     clashes = [n for n in [*targets, f"P0/{stem}.csv"] if (out / n).exists()]
     if clashes and not args.overwrite:
         raise PSCError(f"{clashes[0]} already exists; pass --overwrite or choose another --out", out)
@@ -228,11 +234,8 @@ def cmd_prepare(args):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for name, array in targets.items():
         write_png(out / name, array)
-    from .formats.images import atomic_write_bytes
-
-    atomic_write_bytes(out / "P0" / f"{stem}.csv", format_pose_csv(pose[None]).encode())
-    seen = int((~np.isnan(pose).any(-1)).sum())
-    print(f"prepared {stem}: person framed at 256x256, {seen}/18 joints seen; check {out / 'overlay' / (stem + '.png')}")
+    atomic_write_bytes(out / "P0" / f"{stem}.csv", format_pose_csv(p.pose[None]).encode())
+    print(f"prepared {stem} with {p.summary()}; check {out / 'overlay' / (stem + '.png')}")
     return 0
 
 
@@ -311,6 +314,9 @@ def build_parser():
         pr.add_argument(flag, **options)
     pr.add_argument("--weights", default=None)
     pr.add_argument("--device", default="auto")
+    pr.add_argument("--finder", choices=("auto", "mediapipe", "nets"), default="auto",
+                    help="what finds the person and their pose: auto (MediaPipe Pose, the [photo] extra, where "
+                    "installed, else the project's keypoint net), or either one")
     pr.set_defaults(fn=cmd_prepare)
 
     w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")

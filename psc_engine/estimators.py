@@ -1,0 +1,183 @@
+"""Finding the person in a photo: where they are (a person mask), their 18 joints, and how sure
+the finder is. Every finder is one call, `finder(photo) -> Person`, on the photo at its own
+resolution, answering in its pixels.
+
+- MediaPipe Pose (`pip install -e ".[photo]"`: mediapipe 0.10.21, whose wheel bundles the person
+  detector, the full landmark model and the person segmentation, so it runs offline; later
+  versions ship no models). Trained on real photos. Its 33 landmarks map to the engine's 18
+  joints (`MEDIAPIPE_JOINTS`); a landmark it rates below `MIN_VISIBILITY`, or one outside the
+  photo, is missing.
+- The project's own keypoint net and parser (prepare.py's `NetFinder`): the fallback where
+  mediapipe is not installed. Trained on renders only.
+
+Left and right are the person's own (MediaPipe's are too). `untangle` then checks that the
+face, the shoulders and the hips agree on which way the person faces, and relabels a limb pair
+that disagrees (a back view read with front-view labels would otherwise cross the limbs).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .errors import PSCError
+from .formats.poses import FLIP_PERM, NUM_JOINTS
+
+MIN_VISIBILITY = 0.5
+MASK_THRESHOLD = 0.5
+MAX_SIDE = 1600  # longer photos are read at this size (MediaPipe reads 256x256 crops anyway)
+# MediaPipe landmark per engine joint (None: the neck, the mid-point of the shoulders).
+MEDIAPIPE_JOINTS = (0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7)
+# Left/right pairs checked by `untangle`: (right joints, left joints) of the face, arms and legs.
+GROUPS = {"face": ((14, 16), (15, 17)), "arms": ((2, 3, 4), (5, 6, 7)), "legs": ((8, 9, 10), (11, 12, 13))}
+APART = {"face": 1 / 12, "arms": 1 / 6, "legs": 1 / 6}  # of the torso length, for `untangle` to count a vote
+SECOND_PERSON = 0.25  # a second person counts when their mask is at least this share of the first's
+
+
+@dataclass
+class Person:
+    pose: np.ndarray  # (18, 2) photo pixels, NaN for a joint not seen
+    visibility: np.ndarray  # (18,) in [0, 1]: how sure the finder is that each joint is seen
+    mask: np.ndarray  # (H, W) bool: the person's pixels
+    finder: str  # what found them, for the printed line
+    notes: list = field(default_factory=list)  # what `untangle` changed
+
+    @property
+    def seen(self):
+        return int((~np.isnan(self.pose).any(-1)).sum())
+
+
+def largest_part(mask):
+    """(H, W) bool -> the largest connected region (specks and a far-off blob dropped)."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def _facing(pose, right, left):
+    """Sign of x(right) - x(left) over the pairs both seen: -1 the person faces the camera (their
+    right on the image's left), +1 away; with its size (mean |dx|), or (0, 0) if no pair is seen."""
+    dx = [pose[r, 0] - pose[l, 0] for r, l in zip(right, left) if not np.isnan(pose[[r, l]]).any()]
+    if not dx:
+        return 0, 0.0
+    return int(np.sign(np.mean(dx))), float(abs(np.mean(dx)))
+
+
+def untangle(pose, visibility):
+    """Make the face, arms and legs agree on which way the person faces; returns (pose,
+    visibility, notes). Each group votes with its left/right order: the face by its eyes and
+    ears, the arms by the shoulders, the legs by the hips (the joints that show the facing best),
+    counting only where the pair is clearly apart (`APART` of the torso: not a side view). A
+    group that disagrees with the majority is relabelled, its right and left joints swapped; two
+    that disagree are settled by the face, then the shoulders."""
+    pose, visibility = pose.copy(), visibility.copy()
+    if np.isnan(pose[[2, 5, 8, 11]]).any():
+        return pose, visibility, []
+    torso = np.linalg.norm(pose[[2, 5]].mean(0) - pose[[8, 11]].mean(0))
+    votes = {"face": _facing(pose, (14, 16), (15, 17)), "arms": _facing(pose, (2,), (5,)),
+             "legs": _facing(pose, (8,), (11,))}
+    votes = {g: sign for g, (sign, size) in votes.items() if sign and size > APART[g] * torso}
+    signs = list(votes.values())
+    if len(set(signs)) < 2:
+        return pose, visibility, []
+    majority = max(set(signs), key=lambda s: (signs.count(s), s == signs[0]))
+    notes = []
+    for group, sign in votes.items():
+        if sign != majority:
+            right, left = GROUPS[group]
+            a, b = list(right + left), list(left + right)
+            pose[a], visibility[a] = pose[b], visibility[b]
+            agree = " and ".join(g for g, s in votes.items() if s == majority)
+            notes.append(f"{group} relabelled left/right to agree with the {agree}")
+    return pose, visibility, notes
+
+
+def mirror_person(person, width):
+    """The same person read off the mirrored photo: x mirrored, left and right joints swapped."""
+    pose = person.pose[list(FLIP_PERM)].copy()
+    pose[:, 0] = width - 1 - pose[:, 0]
+    return Person(pose, person.visibility[list(FLIP_PERM)], person.mask[:, ::-1], person.finder, person.notes)
+
+
+class MediaPipePose:
+    """MediaPipe Pose's full landmark model with its person segmentation, on still photos."""
+
+    name = "MediaPipe Pose"
+
+    def __init__(self):
+        import mediapipe as mp  # ImportError where the [photo] extra is not installed
+
+        self.name = f"MediaPipe Pose {mp.__version__}"
+        self.pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
+                                           min_detection_confidence=0.5)
+
+    def _read(self, photo):
+        """(H, W, 3) uint8 -> (33, 3) landmarks (x, y pixels, visibility) and the (H, W) person
+        probability, or None where it finds no one."""
+        r = self.pose.process(np.ascontiguousarray(photo))
+        if r.pose_landmarks is None:
+            return None
+        h, w = photo.shape[:2]
+        marks = np.array([(m.x * w, m.y * h, m.visibility) for m in r.pose_landmarks.landmark], np.float32)
+        return marks, r.segmentation_mask
+
+    def __call__(self, photo):
+        h, w = photo.shape[:2]
+        scale = min(1.0, MAX_SIDE / max(h, w))
+        small = photo if scale == 1 else np.asarray(Image.fromarray(photo).resize(
+            (round(w * scale), round(h * scale)), Image.BILINEAR))
+        found = self._read(small)
+        if found is None:
+            raise PSCError("no person found in the photo")
+        marks, prob = found
+        mask = largest_part(prob > MASK_THRESHOLD)
+        if mask.sum() < 50:
+            raise PSCError("no person found in the photo (the person mask is empty)")
+        if self._second_person(small, prob, mask):
+            raise PSCError("several people in the photo; crop it to the one person to animate")
+        pose, vis = to_joints(marks, *small.shape[:2])
+        pose /= scale
+        if scale != 1:
+            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+        pose, vis, notes = untangle(pose, vis)
+        return Person(pose, vis, mask, self.name, notes)
+
+    def _second_person(self, photo, prob, mask):
+        """Paint the person found over with the backdrop's colour and look again: someone of a
+        comparable size (their mask SECOND_PERSON of the first's or more) is a second person."""
+        cover = ndimage.binary_dilation(prob > 0.2, iterations=max(3, max(photo.shape[:2]) // 40))
+        backdrop = np.median(photo[~cover], 0).astype(np.uint8) if (~cover).any() else np.uint8(128)
+        found = self._read(np.where(cover[..., None], backdrop, photo))
+        if found is None:
+            return False
+        marks, prob2 = found
+        core = marks[[0, 11, 12, 23, 24], 2]  # nose, shoulders, hips
+        return bool(core.mean() > 0.8 and (largest_part(prob2 > MASK_THRESHOLD) & ~cover).sum() >= SECOND_PERSON * mask.sum())
+
+
+def to_joints(marks, h, w):
+    """(33, 3) MediaPipe landmarks in pixels -> the engine's (18, 2) pose and (18,) visibility; a
+    landmark below MIN_VISIBILITY or outside the photo is missing (NaN)."""
+    pose = np.full((NUM_JOINTS, 2), np.nan, np.float32)
+    vis = np.zeros(NUM_JOINTS, np.float32)
+    for j, m in enumerate(MEDIAPIPE_JOINTS):
+        if m is None:  # the neck: both shoulders' mid-point, as sure as the less sure shoulder
+            xy, v = marks[[11, 12], :2].mean(0), marks[[11, 12], 2].min()
+        else:
+            xy, v = marks[m, :2], marks[m, 2]
+        vis[j] = v
+        if v >= MIN_VISIBILITY and 0 <= xy[0] < w and 0 <= xy[1] < h:
+            pose[j] = xy
+    return pose, vis
+
+
+def load_mediapipe():
+    """MediaPipePose, or (None, why not) where mediapipe is not installed or does not start."""
+    try:
+        return MediaPipePose(), ""
+    except ImportError:
+        return None, "mediapipe is not installed"
+    except Exception as e:  # a broken install (wrong numpy, missing model files): still fall back
+        return None, f"mediapipe did not start ({type(e).__name__}: {str(e)[:80]})"
