@@ -163,6 +163,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    from .evaluation import photo_eval
     from .evaluation.evaluate import evaluate, format_table, write_report
     from .evaluation.realphoto import is_test_layout
     from .prepare import PhotoPreparer
@@ -171,6 +172,9 @@ def cmd_evaluate(args):
         args.parts = ["real"] if all(is_test_layout(d) for d in args.data_dir) else ["psc", "photo"]
     if "real" in args.parts:
         return _evaluate_real(args)
+    if args.parts == ["photo"] and all(is_test_layout(d) for d in args.data_dir):  # prepare on labelled real photos
+        photo_eval.run(args, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+        return 0
     args.report_dir = args.report_dir or "evaluation"
     pipe = _pipeline(args) if "psc" in args.parts else None
     prep = PhotoPreparer.from_pretrained(args.weights, args.device) if "photo" in args.parts else None
@@ -303,7 +307,8 @@ def build_parser():
                     "(default: evaluation; --parts real needs it given)")
     ev.add_argument("--limit", type=int, default=None, help="at most this many samples (per folder with --parts real)")
     ev.add_argument("--parts", nargs="+", choices=("psc", "photo", "real"), default=None,
-                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU); "
+                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU; "
+                    "on test-layout folders with P0/S0: prepare on real photos, MediaPipe and the nets side by side); "
                     "real: the chain on real photos (test layout), each to its own and to its mirrored pose. "
                     "Default: real for test-layout folders (with I0/), else psc photo")
     common(ev)
