@@ -101,10 +101,56 @@ def mirror_person(person, width):
     return Person(pose, person.visibility[list(FLIP_PERM)], person.mask[:, ::-1], person.finder, person.notes)
 
 
+def square_window(image, cx, cy, side, size=256, resample=Image.LANCZOS):
+    """Crop a side x side window centred at (cx, cy), padding outside the photo with its edge pixels,
+    and resize it to size x size. Returns the crop and (x0, y0, side) to map coordinates back."""
+    h, w = image.shape[:2]
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    side = int(round(side))
+    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
+    widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2)
+    padded = np.pad(image, widths, mode="edge") if pad else image
+    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    return np.asarray(Image.fromarray(crop).resize((size, size), resample)), (x0, y0, side)
+
+
+def person_box(found, bounds=None):
+    """MediaPipe's reading (landmarks (33, 3) in pixels, (H, W) person probability) -> the
+    (top, bottom, left, right) box around the mask's largest region and every landmark within
+    `bounds` (top, bottom, left, right; default: the reading's own view), or None. The landmarks
+    reach where the mask does not: a patterned skirt it misses, legs beyond a window's edge."""
+    marks, prob = found
+    mask = largest_part(prob > MASK_THRESHOLD)
+    if mask.sum() < 50:
+        return None
+    top, bottom, left, right = bounds or (0, prob.shape[0], 0, prob.shape[1])
+    ys, xs = np.nonzero(mask)
+    inside = marks[(marks[:, 0] >= left) & (marks[:, 0] < right) & (marks[:, 1] >= top) & (marks[:, 1] < bottom)]
+    xs, ys = np.concatenate([xs, inside[:, 0]]), np.concatenate([ys, inside[:, 1]])
+    return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+
+
+def back_to_photo(mask, x0, y0, scale, h, w):
+    """A (h', w') mask of a view whose pixel (i, j) is photo pixel (x0 + j * scale, y0 + i * scale)
+    -> the (h, w) photo's mask (nearest neighbour; outside the view False)."""
+    us = np.floor((np.arange(w) + 0.5 - x0) / scale).astype(int)
+    vs = np.floor((np.arange(h) + 0.5 - y0) / scale).astype(int)
+    inside = ((vs >= 0) & (vs < mask.shape[0]))[:, None] & ((us >= 0) & (us < mask.shape[1]))[None]
+    return mask[vs.clip(0, mask.shape[0] - 1)][:, us.clip(0, mask.shape[1] - 1)] & inside
+
+
 class MediaPipePose:
-    """MediaPipe Pose's full landmark model with its person segmentation, on still photos."""
+    """MediaPipe Pose's full landmark model with its person segmentation, on still photos.
+
+    Its person detector reads the whole photo at 224x224 and misses anyone under about a third
+    of the photo's longer side, so a person found small (under SMALL of it), or not found at
+    all, is looked for again in half-overlapping windows (`_scan`), and then read in a window
+    framed around them, where they fill WINDOW_FILL of its height."""
 
     name = "MediaPipe Pose"
+    SMALL = 0.4
+    WINDOW_FILL = 0.75
+    VIEW = 512  # pixels across the window it then reads
 
     def __init__(self):
         import mediapipe as mp  # ImportError where the [photo] extra is not installed
@@ -117,32 +163,67 @@ class MediaPipePose:
         """(H, W, 3) uint8 -> (33, 3) landmarks (x, y pixels, visibility) and the (H, W) person
         probability, or None where it finds no one."""
         r = self.pose.process(np.ascontiguousarray(photo))
-        if r.pose_landmarks is None:
+        if r.pose_landmarks is None or r.segmentation_mask is None:
             return None
         h, w = photo.shape[:2]
         marks = np.array([(m.x * w, m.y * h, m.visibility) for m in r.pose_landmarks.landmark], np.float32)
         return marks, r.segmentation_mask
 
+    def _scan(self, view):
+        """The person's box in the view from half-overlapping windows of 0.6, then 0.36, of its
+        longer side, or None. A person up to half a window tall lies wholly inside one window:
+        a box that touches a window's inner edge (a person cut by it) is taken only if no window
+        holds an uncut one; the largest box wins."""
+        h, w = view.shape[:2]
+        for frac in (0.6, 0.36):
+            side = int(frac * max(h, w))
+            starts = lambda n: [0] if n <= side else sorted(set(range(0, n - side, side // 2)) | {n - side})
+            hits = []
+            for y0 in starts(h):
+                for x0 in starts(w):
+                    found = self._read(view[y0:y0 + side, x0:x0 + side])
+                    box = person_box(found) if found else None
+                    if box:
+                        t, b, l, r = box
+                        cut = (t <= 1 < y0) or (l <= 1 < x0) or (b >= side - 1 and y0 + side < h) or \
+                            (r >= side - 1 and x0 + side < w)
+                        hits.append((not cut, (b - t) * (r - l), (t + y0, b + y0, l + x0, r + x0)))
+            if hits:
+                return max(hits)[2]
+        return None
+
     def __call__(self, photo):
         h, w = photo.shape[:2]
-        scale = min(1.0, MAX_SIDE / max(h, w))
-        small = photo if scale == 1 else np.asarray(Image.fromarray(photo).resize(
-            (round(w * scale), round(h * scale)), Image.BILINEAR))
-        found = self._read(small)
-        if found is None:
-            raise PSCError("no person found in the photo")
+        scale = max(1.0, max(h, w) / MAX_SIDE)  # photo pixels per view pixel
+        view = photo if scale == 1 else np.asarray(Image.fromarray(photo).resize(
+            (round(w / scale), round(h / scale)), Image.BILINEAR))
+        x0 = y0 = 0.0
+        found = self._read(view)
+        box = person_box(found) if found else None
+        if box is None or max(box[1] - box[0], box[3] - box[2]) < self.SMALL * max(view.shape[:2]):
+            box = box or self._scan(view)
+            if box is None:
+                raise PSCError("no person found in the photo (one under about a tenth of the photo's size is "
+                               "not found: crop the photo closer)")
+            box = [v * scale for v in box]
+            top, bottom, left, right = box
+            side = max(bottom - top, right - left) / self.WINDOW_FILL
+            view, (x0, y0, side) = square_window(photo, (left + right) / 2, (top + bottom) / 2, side, self.VIEW,
+                                                 Image.BILINEAR)
+            scale = side / self.VIEW
+            found = self._read(view)
+            if found is None:
+                raise PSCError("no person found in the photo")
         marks, prob = found
         mask = largest_part(prob > MASK_THRESHOLD)
         if mask.sum() < 50:
             raise PSCError("no person found in the photo (the person mask is empty)")
-        if self._second_person(small, prob, mask):
+        if self._second_person(view, prob, mask):
             raise PSCError("several people in the photo; crop it to the one person to animate")
-        pose, vis = to_joints(marks, *small.shape[:2])
-        pose /= scale
-        if scale != 1:
-            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+        marks[:, :2] = marks[:, :2] * scale + np.array([x0, y0], np.float32)
+        pose, vis = to_joints(marks, h, w)
         pose, vis, notes = untangle(pose, vis)
-        return Person(pose, vis, mask, self.name, notes)
+        return Person(pose, vis, back_to_photo(mask, x0, y0, scale, h, w), self.name, notes)
 
     def _second_person(self, photo, prob, mask):
         """Paint the person found over with the backdrop's colour and look again: someone of a

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from . import estimators
+from .estimators import square_window
 from .errors import PSCError
 from .formats.draw import draw_skeleton
 from .formats.images import colorize_parsing, open_image, to_rgb
@@ -46,19 +47,6 @@ PERSON_HEIGHT = FULL_BODY  # older name
 def open_photo(path):
     """Any-size photo (any mode, EXIF orientation applied) -> (H, W, 3) uint8."""
     return to_rgb(ImageOps.exif_transpose(open_image(path, size=None)))
-
-
-def square_window(image, cx, cy, side, resample=Image.LANCZOS):
-    """Crop a side x side window centred at (cx, cy), padding outside the photo with its edge pixels,
-    and resize it to 256x256. Returns the crop and (x0, y0, side) to map coordinates back."""
-    h, w = image.shape[:2]
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    side = int(round(side))
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2)
-    padded = np.pad(image, widths, mode="edge") if pad else image
-    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
-    return np.asarray(Image.fromarray(crop).resize((SIZE, SIZE), resample)), (x0, y0, side)
 
 
 def framing(mask):
@@ -228,7 +216,7 @@ class PhotoPreparer:
         if self.uses_nets:  # the nets' own parsing found the person: no constraint to add
             parsing = self.parse(image)
         else:
-            mask = square_window(person.mask.astype(np.uint8), *window_centre(window), Image.NEAREST)[0] > 0
+            mask = square_window(person.mask.astype(np.uint8), *window_centre(window), resample=Image.NEAREST)[0] > 0
             parsing = self.parse_within(image, mask)
         return Prepared(image, parsing, pose, window, kind, person.finder, float(person.visibility.mean()),
                         person.notes)
