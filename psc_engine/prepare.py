@@ -230,8 +230,8 @@ def window_centre(window):
 
 class NetFinder:
     """The project's own nets as a person finder: the parser's foreground on the whole photo
-    (letterboxed to 256x256) is the mask; the keypoint net reads the person framed at
-    FULL_BODY of a frame's height, as it was trained."""
+    (letterboxed to 256x256) is the mask; the keypoint net reads the person framed as `prepare`
+    frames them."""
 
     name = "the project's keypoint net"
 
@@ -244,14 +244,8 @@ class NetFinder:
         small = self.prep.parse(view) > 0  # (256, 256) over the letterboxed photo
         if small.sum() < 50:
             raise PSCError("no person found in the photo (the parser sees only background)")
-        # the 256 view back to photo pixels: photo pixel (u, v) is view pixel ((u - x0), (v - y0)) * 256 / side
-        us = ((np.arange(w) - x0 + 0.5) * SIZE / side).astype(int).clip(0, SIZE - 1)
-        vs = ((np.arange(h) - y0 + 0.5) * SIZE / side).astype(int).clip(0, SIZE - 1)
-        mask = estimators.largest_part(small[vs][:, us])
-        ys, xs = np.nonzero(mask)
-        top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        crop, window = square_window(photo, (left + right) / 2, (top + bottom) / 2,
-                                     max(bottom - top, right - left, 16) / FULL_BODY)
+        mask = estimators.largest_part(estimators.back_to_photo(small, x0, y0, side / SIZE, h, w))
+        crop, window = square_window(photo, *framing(mask)[0])  # the frame prepare will cut: all its joints kept
         pose, vis = self.prep.pose_batch(crop[None], with_visibility=True)
         pose, vis, notes = estimators.untangle(from_frame(pose[0], window), vis[0])
         return estimators.Person(pose, vis, mask, self.name, notes)
