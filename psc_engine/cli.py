@@ -176,6 +176,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    from .evaluation import photo_eval
     from .evaluation.evaluate import evaluate, format_table, write_report
     from .evaluation.realphoto import is_test_layout
     from .prepare import PhotoPreparer
@@ -184,6 +185,9 @@ def cmd_evaluate(args):
         args.parts = ["real"] if all(is_test_layout(d) for d in args.data_dir) else ["psc", "photo"]
     if "real" in args.parts:
         return _evaluate_real(args)
+    if args.parts == ["photo"] and all(is_test_layout(d) for d in args.data_dir):  # prepare on labelled real photos
+        photo_eval.run(args, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+        return 0
     args.report_dir = args.report_dir or "evaluation"
     pipe = _pipeline(args) if "psc" in args.parts else None
     prep = PhotoPreparer.from_pretrained(args.weights, args.device) if "photo" in args.parts else None
@@ -222,18 +226,29 @@ def _evaluate_real(args):
 
 
 def cmd_prepare(args):
-    from .formats.images import write_png
+    from .formats.images import atomic_write_bytes, write_png
     from .formats.poses import format_pose_csv
     from .prepare import PhotoPreparer, open_photo, overlay
 
+    import torch
+
+    # One photo through a small parser: one thread. Two took 1.0 s against 0.09 s for one here,
+    # where the second core was busy (each of torch's parallel steps waits for its slowest thread).
+    torch.set_num_threads(1)
     photo = open_photo(args.image)
-    prep = PhotoPreparer.from_pretrained(args.weights, args.device)
+    prep = PhotoPreparer.from_pretrained(args.weights, args.device, finder=args.finder)
+    if prep.fallback_reason:
+        _warn(f"{prep.fallback_reason}: the pose comes from the project's keypoint net, trained on renders only; "
+              "pip install -e \".[photo]\" for MediaPipe Pose")
     if prep.placeholder:
         _warn("the photo nets are untrained placeholders; check the overlay")
-    image, parsing, pose = prep.prepare(photo)
+    try:
+        p = prep.prepare(photo)
+    except PSCError as e:
+        raise PSCError(str(e), args.image) from None
     stem = args.stem or Path(args.image).stem
     out = Path(args.out)
-    targets = {f"I0/{stem}.png": image, f"S0/{stem}.png": parsing, f"overlay/{stem}.png": overlay(image, parsing, pose)}
+    targets = {f"I0/{stem}.png": p.image, f"S0/{stem}.png": p.parsing, f"overlay/{stem}.png": overlay(p.image, p.parsing, p.pose)}
     clashes = [n for n in [*targets, f"P0/{stem}.csv"] if (out / n).exists()]
     if clashes and not args.overwrite:
         raise PSCError(f"{clashes[0]} already exists; pass --overwrite or choose another --out", out)
@@ -241,11 +256,8 @@ def cmd_prepare(args):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for name, array in targets.items():
         write_png(out / name, array)
-    from .formats.images import atomic_write_bytes
-
-    atomic_write_bytes(out / "P0" / f"{stem}.csv", format_pose_csv(pose[None]).encode())
-    seen = int((~np.isnan(pose).any(-1)).sum())
-    print(f"prepared {stem}: person framed at 256x256, {seen}/18 joints seen; check {out / 'overlay' / (stem + '.png')}")
+    atomic_write_bytes(out / "P0" / f"{stem}.csv", format_pose_csv(p.pose[None]).encode())
+    print(f"prepared {stem} with {p.summary()}; check {out / 'overlay' / (stem + '.png')}")
     return 0
 
 
@@ -322,7 +334,8 @@ def build_parser():
                     "(default: evaluation; --parts real needs it given)")
     ev.add_argument("--limit", type=int, default=None, help="at most this many samples (per folder with --parts real)")
     ev.add_argument("--parts", nargs="+", choices=("psc", "photo", "real"), default=None,
-                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU); "
+                    help="psc: the PM/AA/CT chain against the baselines; photo: the keypoint net and parser (PCK, mIoU; "
+                    "on test-layout folders with P0/S0: prepare on real photos, MediaPipe and the nets side by side); "
                     "real: the chain on real photos (test layout), each to its own and to its mirrored pose. "
                     "Default: real for test-layout folders (with I0/), else psc photo")
     common(ev, precision="float32")  # quality figures stay comparable across checkpoints
@@ -333,6 +346,9 @@ def build_parser():
         pr.add_argument(flag, **options)
     pr.add_argument("--weights", default=None)
     pr.add_argument("--device", default="auto")
+    pr.add_argument("--finder", choices=("auto", "mediapipe", "nets"), default="auto",
+                    help="what finds the person and their pose: auto (MediaPipe Pose, the [photo] extra, where "
+                    "installed, else the project's keypoint net), or either one")
     pr.set_defaults(fn=cmd_prepare)
 
     w = sub.add_parser("init-weights", help="write untrained placeholder checkpoints")

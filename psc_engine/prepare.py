@@ -1,12 +1,26 @@
-"""From a plain photo to the engine's inputs: find the person, frame them like the training data,
-and estimate the parsing S0 and the pose P0 with the project's own photo nets.
+"""From a plain photo to the engine's inputs: find the person, frame them the way the chain is
+trained, and estimate the parsing S0 and the pose P0.
 
     python -m psc_engine prepare --image photo.jpg --out DIR
 
 writes DIR/I0/<stem>.png, DIR/S0/<stem>.png, DIR/P0/<stem>.csv (the test layout) and
 DIR/overlay/<stem>.png (the parsing and skeleton over the photo, for a person to check).
-`test` and `animate` call `complete_reference` when S0 or P0 is missing.
+
+1. Find the person on the whole photo (estimators.py): MediaPipe Pose and its person mask where
+   mediapipe is installed, else the project's own nets (`NetFinder`). No person, or several,
+   is an error.
+2. Frame them (`framing`): a full-body photo becomes a full-body frame with the person
+   FULL_BODY of its height, centred; a photo cut by its bottom edge (knee-up, thigh-up) stays
+   cut there, the person filling the frame with CROP_MARGIN above the head; a head cut by the
+   top edge stays cut. Joints outside the frame are missing.
+3. Parse the frame with the project's parser, the person mask as a constraint: background
+   outside the mask, one of the six person classes inside it (the backdrop outside the mask is
+   also painted plain grey, the renders' kind of backdrop, before the parser reads the frame).
+
+`test` and `animate` call `complete_reference` when S0 or P0 is missing: it estimates them on
+the given 256x256 frame as it is (no re-framing).
 """
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +28,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .formats.draw import draw_skeleton
+from . import estimators
+from .estimators import square_window
 from .errors import PSCError
+from .formats.draw import draw_skeleton
 from .formats.images import colorize_parsing, open_image, to_rgb
 from .pipeline import default_weights_dir, full_size_labels, net_size, pick_device, to_tensor_image
 from .weights import load_weights
 
-PERSON_HEIGHT = 0.85  # of the frame, as in the training data
+SIZE = 256
+FULL_BODY = 0.85  # the person's height in a full-body training frame
+CROP_MARGIN = 0.04  # space above the head in a frame cut by its bottom edge (the renders': 0.015-0.06)
+EDGE = 0.01  # a mask this close to a photo edge (of its height) is cut by that edge
+BACKDROP = 200  # the grey painted outside the person mask before parsing
+PERSON_HEIGHT = FULL_BODY  # older name
 
 
 def open_photo(path):
@@ -28,37 +49,101 @@ def open_photo(path):
     return to_rgb(ImageOps.exif_transpose(open_image(path, size=None)))
 
 
-def square_window(image, cx, cy, side):
-    """Crop a side x side window centred at (cx, cy), padding outside the photo with its edge pixels,
-    and resize it to 256x256. Returns the crop and (x0, y0, side) to map coordinates back."""
-    h, w = image.shape[:2]
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    side = int(round(side))
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else image
-    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
-    return np.asarray(Image.fromarray(crop).resize((256, 256), Image.LANCZOS)), (x0, y0, side)
+def framing(mask):
+    """(H, W) bool person mask -> the square window (cx, cy, side) in photo pixels that frames the
+    person like the chain's training frames, and what kind of framing it is."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    cut_top, cut_bottom = top <= EDGE * h, bottom >= (1 - EDGE) * h
+    wide = (right - left) / 0.95  # a wide pose still fits across
+    if cut_top and cut_bottom:  # cut at both ends: the photo's height as it is
+        kind, side = "cut by the top and bottom edges", max(h, wide)
+        cy = h / 2
+    elif cut_bottom:  # knee-up, thigh-up: the bottom edge stays where it cuts
+        kind, side = "cut by the bottom edge", max((h - top) / (1 - CROP_MARGIN), wide)
+        cy = h - side / 2
+    elif cut_top:  # a head cut off: the top edge stays, the feet FULL_BODY's margin above the bottom
+        kind, side = "cut by the top edge", max(bottom / (1 - (1 - FULL_BODY) / 2), wide)
+        cy = side / 2
+    else:
+        kind, side = "full body", max((bottom - top) / FULL_BODY, wide, 16.0)
+        cy = (top + bottom) / 2
+    return ((left + right) / 2, cy, side), kind
+
+
+def to_frame(pose, window):
+    """(18, 2) photo pixels -> 256-frame pixels of the window (x0, y0, side); outside it NaN."""
+    x0, y0, side = window
+    out = (pose - np.array([x0, y0], np.float32)) * (SIZE / side)
+    out[((out < 0) | (out >= SIZE)).any(-1)] = np.nan
+    return out.astype(np.float32)
+
+
+def from_frame(pose, window):
+    """(18, 2) 256-frame pixels of the window -> photo pixels."""
+    x0, y0, side = window
+    return (pose * (side / SIZE) + np.array([x0, y0], np.float32)).astype(np.float32)
+
+
+@dataclass
+class Prepared:
+    image: np.ndarray  # (256, 256, 3) uint8: the framed photo, I0
+    parsing: np.ndarray  # (256, 256) uint8: S0
+    pose: np.ndarray  # (18, 2) 256-frame pixels, NaN for a joint not seen: P0
+    window: tuple  # (x0, y0, side) of the frame in photo pixels
+    framing: str
+    finder: str
+    visibility: float  # the finder's mean visibility over the 18 joints
+    notes: list = field(default_factory=list)
+
+    @property
+    def seen(self):
+        return int((~np.isnan(self.pose).any(-1)).sum())
+
+    def summary(self):
+        """One line: what found the person, how sure it is, how they are framed."""
+        notes = "".join(f"; {n}" for n in self.notes)
+        return (f"{self.finder}: {self.seen}/18 joints seen (mean visibility {self.visibility:.2f}), "
+                f"framing: {self.framing}{notes}")
 
 
 class PhotoPreparer:
-    """The keypoint net and the parser, loaded once."""
+    """The keypoint net, the parser and the person finder, loaded once.
 
-    def __init__(self, keypoints, parser, device="cpu", cards=None):
+    finder: "auto" (MediaPipe where installed, else the project's nets), "mediapipe" (an error
+    without it), "nets" (the project's nets), or any callable photo -> estimators.Person.
+    mask_constraint, backdrop: the parsing's two uses of the person mask (for measuring them)."""
+
+    def __init__(self, keypoints, parser, device="cpu", cards=None, finder="nets", mask_constraint=True,
+                 backdrop=True):
         self.device = pick_device(device)
         self.keypoints, self.parser = keypoints.to(self.device).eval(), parser.to(self.device).eval()
         self.cards = cards or {}
+        self.fallback_reason = ""
+        if finder in ("auto", "mediapipe"):
+            found, self.fallback_reason = estimators.load_mediapipe()
+            if found is None and finder == "mediapipe":
+                raise PSCError(f"{self.fallback_reason}; install the photo extra: pip install -e \".[photo]\"")
+            finder = found or "nets"
+        self.finder = NetFinder(self) if finder == "nets" else finder
+        self.mask_constraint, self.backdrop = mask_constraint, backdrop
 
     @classmethod
-    def from_pretrained(cls, path=None, device="auto"):
+    def from_pretrained(cls, path=None, device="auto", finder="auto", **options):
         path = Path(path) if path is not None else default_weights_dir()
         dev = pick_device(device)
         kp, kp_card = load_weights(path, "pose", dev)
         par, par_card = load_weights(path, "parsing", dev)
-        return cls(kp, par, dev, {"pose": kp_card, "parsing": par_card})
+        return cls(kp, par, dev, {"pose": kp_card, "parsing": par_card}, finder=finder, **options)
 
     @property
     def placeholder(self):
         return any(c.get("placeholder") for c in self.cards.values())
+
+    @property
+    def uses_nets(self):
+        return isinstance(self.finder, NetFinder)
 
     def _batch(self, images, net):
         """(B, 256, 256, 3) uint8 -> (B, 3, S, S) in [-1, 1] on the device, S the size the net was
@@ -67,15 +152,22 @@ class PhotoPreparer:
         size = net_size(self.cards, (net,))
         return F.interpolate(x, size=(size, size), mode="area") if size != x.shape[-1] else x
 
+    def parse_scores(self, images, flip=True):
+        """(B, 256, 256, 3) uint8 -> (B, 7, 256, 256) float class scores; flip: see ParserNet.predict."""
+        scores = self.parser.predict(self._batch(images, "parsing"), flip=flip).float()  # (B, 7, S, S)
+        return F.interpolate(scores, size=(SIZE, SIZE), mode="bilinear", align_corners=False) \
+            if scores.shape[-1] != SIZE else scores
+
     def parse_batch(self, images, flip=True):
         """(B, 256, 256, 3) uint8 -> (B, 256, 256) uint8 class labels; flip: see ParserNet.predict."""
         scores = self.parser.predict(self._batch(images, "parsing"), flip=flip)  # (B, 7, S, S)
         return full_size_labels(scores).to(torch.uint8).cpu().numpy()
 
-    def pose_batch(self, images, flip=True):
+    def pose_batch(self, images, flip=True, with_visibility=False):
         """(B, 256, 256, 3) uint8 -> (B, 18, 2) poses (256-frame pixels), NaN for joints the net does
-        not see; flip: see KeypointNet.predict (held-out PCK@0.1 0.913 -> 0.936, PCK@0.05 0.897 -> 0.922)."""
-        return self.keypoints.predict(self._batch(images, "pose"), flip=flip)
+        not see; flip: see KeypointNet.predict (held-out PCK@0.1 0.913 -> 0.936, PCK@0.05 0.897 -> 0.922).
+        with_visibility: also the (B, 18) visibility probabilities."""
+        return self.keypoints.predict(self._batch(images, "pose"), flip=flip, with_visibility=with_visibility)
 
     def parse(self, image256):
         return self.parse_batch(image256[None])[0]
@@ -83,27 +175,87 @@ class PhotoPreparer:
     def pose(self, image256):
         return self.pose_batch(image256[None])[0]
 
-    def frame(self, photo):
-        """Find the person (the parser's foreground on the whole photo, letterboxed) and return the
-        256x256 crop framed like the training data: centred, the person PERSON_HEIGHT of the frame."""
-        h, w = photo.shape[:2]
-        side = max(h, w)
-        view, (x0, y0, _) = square_window(photo, w / 2, h / 2, side)
-        mask = self.parse(view) > 0
-        if mask.sum() < 50:
-            raise PSCError("no person found in the photo (the parser sees only background)")
-        ys, xs = np.nonzero(mask)
-        scale = side / 256
-        top, bottom = y0 + ys.min() * scale, y0 + (ys.max() + 1) * scale
-        left, right = x0 + xs.min() * scale, x0 + (xs.max() + 1) * scale
-        window = max((bottom - top) / PERSON_HEIGHT, (right - left) / PERSON_HEIGHT, 16)
-        crop, _ = square_window(photo, (left + right) / 2, (top + bottom) / 2, window)
-        return crop
+    def parse_within(self, image, mask):
+        """(256, 256, 3) frame and its (256, 256) bool person mask -> (256, 256) uint8 parsing:
+        background outside the mask, the best of the six person classes inside it."""
+        if self.backdrop:
+            image = np.where(mask[..., None], image, np.uint8(BACKDROP))
+        scores = self.parse_scores(image[None])[0]  # (7, 256, 256)
+        if not self.mask_constraint:
+            return scores.argmax(0).to(torch.uint8).cpu().numpy()
+        person = scores[1:].argmax(0) + 1
+        return torch.where(torch.from_numpy(mask).to(person.device), person, 0).to(torch.uint8).cpu().numpy()
+
+    def estimate(self, image):
+        """(256, 256, 3) frame as it is (no re-framing) -> (parsing (256, 256), pose (18, 2)): with
+        MediaPipe, its pose, and the parsing kept within its person mask."""
+        if self.uses_nets:
+            return self.parse(image), self.pose(image)
+        person = self.finder(image)
+        return self.parse_within(image, person.mask), person.pose
+
+    def estimate_batch(self, images):
+        """(B, 256, 256, 3) frames -> (B, 256, 256) parsings, (B, 18, 2) poses, as `estimate` gives
+        them (the nets run batched); a frame where no one is found: all background, no joints."""
+        if self.uses_nets:
+            return self.parse_batch(images), self.pose_batch(images)
+        parsings, poses = np.zeros(images.shape[:3], np.uint8), np.full((len(images), 18, 2), np.nan, np.float32)
+        for i, image in enumerate(images):
+            try:
+                parsings[i], poses[i] = self.estimate(image)
+            except PSCError:
+                pass
+        return parsings, poses
 
     def prepare(self, photo):
-        """Photo of any size -> (image (256,256,3), parsing (256,256), pose (18,2))."""
-        image = photo if photo.shape[:2] == (256, 256) else self.frame(photo)
-        return image, self.parse(image), self.pose(image)
+        """Photo of any size (H, W, 3) uint8 -> Prepared (the frame, its parsing and pose)."""
+        person = self.finder(photo)
+        window, kind = framing(person.mask)
+        image, window = square_window(photo, *window)
+        pose = to_frame(person.pose, window)
+        if self.uses_nets:  # the nets' own parsing found the person: no constraint to add
+            parsing = self.parse(image)
+        else:
+            mask = square_window(person.mask.astype(np.uint8), *window_centre(window), resample=Image.NEAREST)[0] > 0
+            parsing = self.parse_within(image, mask)
+        return Prepared(image, parsing, pose, window, kind, person.finder, float(person.visibility.mean()),
+                        person.notes)
+
+
+def window_centre(window):
+    """(x0, y0, side) -> (cx, cy, side), what square_window takes."""
+    x0, y0, side = window
+    return x0 + side / 2, y0 + side / 2, side
+
+
+class NetFinder:
+    """The project's own nets as a person finder: the parser's foreground on the whole photo
+    (letterboxed to 256x256) is the mask; the keypoint net reads the person centred at FULL_BODY
+    of a frame's height, as it was trained, or, for a photo cut by its bottom edge, the frame
+    `prepare` cuts (padding below the cut would only smear the edge; on ../shared/realdev it
+    read DeepFashion's knee-up photos better, PCK@0.1 0.36 -> 0.44)."""
+
+    name = "the project's keypoint net"
+
+    def __init__(self, prep):
+        self.prep = prep
+
+    def __call__(self, photo):
+        h, w = photo.shape[:2]
+        view, (x0, y0, side) = square_window(photo, w / 2, h / 2, max(h, w))
+        small = self.prep.parse(view) > 0  # (256, 256) over the letterboxed photo
+        if small.sum() < 50:
+            raise PSCError("no person found in the photo (the parser sees only background)")
+        mask = estimators.largest_part(estimators.back_to_photo(small, x0, y0, side / SIZE, h, w))
+        window, kind = framing(mask)
+        if "bottom" not in kind:  # the person centred at FULL_BODY of the frame, as the net was trained
+            ys, xs = np.nonzero(mask)
+            window = ((xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2,
+                      max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min(), 16) / FULL_BODY)
+        crop, window = square_window(photo, *window)
+        pose, vis = self.prep.pose_batch(crop[None], with_visibility=True)
+        pose, vis, notes = estimators.untangle(from_frame(pose[0], window), vis[0])
+        return estimators.Person(pose, vis, mask, self.name, notes)
 
 
 def overlay(image, parsing, pose):
@@ -113,12 +265,8 @@ def overlay(image, parsing, pose):
 
 
 def complete_reference(image, parsing, pose, weights=None, device="auto"):
-    """Fill in a missing parsing and/or pose (None) from the photo nets; returns all three."""
+    """Fill in a missing parsing and/or pose (None) on the 256x256 frame as it is; returns all three."""
     if parsing is not None and pose is not None:
         return image, parsing, pose
-    prep = PhotoPreparer.from_pretrained(weights, device)
-    if parsing is None:
-        parsing = prep.parse(image)
-    if pose is None:
-        pose = prep.pose(image)
-    return image, parsing, pose
+    est_parsing, est_pose = PhotoPreparer.from_pretrained(weights, device).estimate(image)
+    return image, est_parsing if parsing is None else parsing, est_pose if pose is None else pose

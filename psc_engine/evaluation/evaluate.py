@@ -82,8 +82,7 @@ def contact_row(src, truth, outs, size=128):
 
 def evaluate_photo_nets(prep, images, parsings, poses, tally):
     """Score the keypoint net and the parser on a sample's views, adding to `tally`."""
-    pred_parsing = prep.parse_batch(images)
-    pred_poses = prep.pose_batch(images)
+    pred_parsing, pred_poses = prep.estimate_batch(images)
     tally["conf"] += confusion(torch.from_numpy(pred_parsing), torch.from_numpy(parsings))
     for f in PCK_FRACTIONS:
         ok, total = pck(pred_poses, poses, f * images.shape[2])

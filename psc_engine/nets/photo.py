@@ -52,8 +52,9 @@ class KeypointNet(nn.Module):
         return torch.exp(flat - flat.amax(-1, keepdim=True)).view_as(scores)
 
     @torch.inference_mode()
-    def predict(self, image, flip=False):
-        """(B, 3, 256, 256) -> (B, 18, 2) poses in 256-frame pixels, NaN for joints judged not visible.
+    def predict(self, image, flip=False, with_visibility=False):
+        """(B, 3, 256, 256) -> (B, 18, 2) poses in 256-frame pixels, NaN for joints judged not visible
+        (with_visibility: and the (B, 18) visibility probabilities).
 
         flip: also read the mirror image and average the scores with the direct reading's: the
         mirror's scores flipped back, each left joint swapped for its right one (visibility
@@ -66,8 +67,9 @@ class KeypointNet(nn.Module):
             scores = (scores[:b] + mirror_scores(scores[b:])[:, perm]) / 2
             vis = (vis[:b] + vis[b:][:, perm]) / 2
         poses = decode_pose_maps(self.heatmaps(scores).cpu(), threshold=0.0)
-        poses[(torch.sigmoid(vis) < 0.5).cpu().numpy()] = float("nan")
-        return poses
+        vis = torch.sigmoid(vis.float()).cpu().numpy()
+        poses[vis < 0.5] = float("nan")
+        return (poses, vis) if with_visibility else poses
 
 
 def mirror_scores(scores):
