@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import PSCError
 from ..formats.outputs import write_frames
 from ..pipeline import Pipeline
 from ..precision import TOLERANCE, compare
@@ -257,9 +258,13 @@ def photo_fps(prep, min_seconds=1.0):
     256x256 photo (one image per call, as a user's photo arrives)."""
     image = example_inputs(1)[0]
     device = prep.device
-    return {"keypoint_fps": round(time_frames(lambda: prep.pose(image), 1, device, min_seconds), 2),
-            "parser_fps": round(time_frames(lambda: prep.parse(image), 1, device, min_seconds), 2),
-            "prepare_fps": round(time_frames(lambda: prep.prepare(image), 1, device, min_seconds), 2)}
+    result = {"keypoint_fps": round(time_frames(lambda: prep.pose(image), 1, device, min_seconds), 2),
+              "parser_fps": round(time_frames(lambda: prep.parse(image), 1, device, min_seconds), 2)}
+    try:
+        result["prepare_fps"] = round(time_frames(lambda: prep.prepare(image), 1, device, min_seconds), 2)
+    except PSCError:  # untrained (--random) nets may find no person in the drawn photo: nothing to time
+        result["prepare_fps"] = None
+    return result
 
 
 
@@ -286,7 +291,8 @@ def print_report(result, out):
     if "photo" in result:
         ph = result["photo"]
         out.write(f"photo nets, one 256x256 image per call: keypoint net {ph['keypoint_fps']}/s, parser "
-                  f"{ph['parser_fps']}/s, prepare (both) {ph['prepare_fps']}/s\n")
+                  f"{ph['parser_fps']}/s, prepare (both) "
+                  f"{'not timed: the nets find no person' if ph['prepare_fps'] is None else str(ph['prepare_fps']) + '/s'}\n")
     if "end_to_end_seconds" in result:
         out.write(f"end to end, {result['end_to_end_frames']} frames at batch {result['end_to_end_batch']} written as "
                   f"PNGs: {result['end_to_end_seconds']} s ({result['end_to_end_fps']} frames/s) against "
