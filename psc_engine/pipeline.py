@@ -140,6 +140,13 @@ def keep_background(image, source, source_person, target_labels, margin=BACKGROU
     return torch.lerp(source.expand_as(image), image, weight)
 
 
+# torch.compile repays its start-up on the CPU only over long clips: for the shipped chain at
+# batch 8 it starts up in 37 s (inductor's cache warm) to 69 s (cold), then runs about 1.2x faster
+# (about 3 ms a frame saved), so it breaks even after 11,000-21,000 frames (README, "Speed").
+# compile="auto" compiles for clips at least this long; on CUDA, not measured, never.
+AUTO_COMPILE_FRAMES = {"cpu": 20000}
+
+
 def is_out_of_memory(error):
     return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
 
@@ -154,11 +161,13 @@ class Pipeline:
     there), with warping and per-class means still in float32; on CUDA, float16 and bfloat16 are
     autocast. PM stays float32 on the CPU: it runs once per key pair, not per frame. `half=True`
     is the older spelling of a reduced precision (bfloat16 on the CPU, float16 on CUDA);
-    `half=False` of "float32". channels_last=False keeps PyTorch's default NCHW layout, as the
+    `half=False` of "float32". compile: "auto" (the default) torch.compiles the per-frame
+    decoders for a clip of AUTO_COMPILE_FRAMES or more, where the speed repays the start-up;
+    True always, False never. channels_last=False keeps PyTorch's default NCHW layout, as the
     original did (the bench's seed-style loop).
     """
 
-    def __init__(self, pm, aa, ct, device="cpu", precision="auto", cards=None, compile=False, channels_last=True,
+    def __init__(self, pm, aa, ct, device="cpu", precision="auto", cards=None, compile="auto", channels_last=True,
                  half=None):
         self.device = pick_device(device)
         self.fmt = CL if channels_last else torch.contiguous_format
@@ -174,21 +183,25 @@ class Pipeline:
         self.size = net_size(self.cards, ("aa", "ct"))  # AA and CT work at this resolution
         self.pm_size = net_size(self.cards, ("pm",))
         self.decoders = (self.aa.decode, self.ct.decode)
+        self.compile = compile  # True, False or "auto": compile for clips of AUTO_COMPILE_FRAMES or more
         self.compiled = False
-        if compile:
-            # The per-frame decoders, compiled for each batch shape seen (the first batch pays the
-            # compile); if compiling fails, render() falls back to eager and says so. On the CPU
-            # the weights are frozen into the graph, so oneDNN packs them once, not every call
-            # (+10 % at batch 4 here). A process-wide inductor setting; it only affects compiles.
-            if self.device.type == "cpu":
-                import torch._inductor.config as inductor_config
+        if compile is True:
+            self._compile_decoders()
 
-                inductor_config.freezing = True
-            self.decoders = (torch.compile(self.aa.decode, dynamic=False), torch.compile(self.ct.decode, dynamic=False))
-            self.compiled = True
+    def _compile_decoders(self):
+        """The per-frame decoders, compiled for each batch shape seen (the first batch pays the
+        compile); if compiling fails, render() falls back to eager and says so. On the CPU the
+        weights are frozen into the graph, so oneDNN packs them once, not every call (+10 % at
+        batch 4 here). A process-wide inductor setting; it only affects compiles."""
+        if self.device.type == "cpu":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+        self.decoders = (torch.compile(self.aa.decode, dynamic=False), torch.compile(self.ct.decode, dynamic=False))
+        self.compiled = True
 
     @classmethod
-    def from_pretrained(cls, path=None, device="auto", precision="auto", compile=False, half=None):
+    def from_pretrained(cls, path=None, device="auto", precision="auto", compile="auto", half=None):
         """Load PM, AA and CT from `path` (default: see default_weights_dir), each checked against its card."""
         dev = pick_device(device)
         nets, cards = load_chain(path, dev)
@@ -285,7 +298,7 @@ class Pipeline:
             if not self.compiled or is_out_of_memory(e):
                 raise
             warnings.warn(f"torch.compile failed ({type(e).__name__}); running eager")
-            self.decoders, self.compiled = (self.aa.decode, self.ct.decode), False
+            self.decoders, self.compiled, self.compile = (self.aa.decode, self.ct.decode), False, False
             labels, image = self._decode(reference, maps, target_parsings)
         image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, labels.to(torch.uint8)
@@ -320,6 +333,10 @@ class Pipeline:
         if batch_size < 1:
             raise PSCError(f"batch_size must be at least 1, got {batch_size}")
         reference = self.encode_reference(image, parsing, pose)
+        if self.compile == "auto" and not self.compiled and len(targets) >= AUTO_COMPILE_FRAMES.get(self.device.type, np.inf):
+            (on_warning or warnings.warn)(f"compiling the decoders for this {len(targets)}-frame clip (a minute or "
+                                          "two, once; it runs about 1.2x faster after)")
+            self._compile_decoders()
         start = 0
         while start < len(targets):
             chunk = targets[start:start + batch_size]

@@ -78,6 +78,26 @@ def test_shipped_weights_in_the_default_precision_stay_within_tolerance():
             assert diff["mean_abs_diff"] > 0  # the reduced precision did run
 
 
+def test_compile_auto_only_for_long_clips(tiny_weights, monkeypatch):
+    """compile="auto" (the default) compiles only for a clip of AUTO_COMPILE_FRAMES or more (20000
+    on the CPU, where compiling repays its start-up), and says so once; torch.compile is
+    stood in for here (a real compile takes a minute)."""
+    import psc_engine.pipeline as pipeline
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)
+    monkeypatch.setattr(pipeline, "AUTO_COMPILE_FRAMES", {"cpu": 3})
+    pipe = Pipeline.from_pretrained(tiny_weights, device="cpu")
+    assert pipe.compile == "auto"
+    image, parsing, pose, targets = example_inputs(3)
+    said = []
+    pipe.transfer(image, parsing, pose, targets[:2])
+    assert not pipe.compiled and not compiled
+    list(pipe.stream(image, parsing, pose, targets, batch_size=2, on_warning=said.append))
+    assert pipe.compiled and len(compiled) == 2 and said == [said[0]] and "3-frame clip" in said[0]
+    assert Pipeline.from_pretrained(tiny_weights, device="cpu", compile=False).compile is False
+
+
 def test_end_to_end_is_never_below_compute_alone(tiny_weights):
     """bench's end-to-end figure (frames written as PNGs) against its compute alone, on the same
     frames in alternating rounds: writing as well can only take longer; and the compute-alone
