@@ -8,6 +8,8 @@ untrained nets of `--base` width at 256x256 instead: the architecture alone, who
 not depend on the weights' values. The table and the JSON say which (`weights`, `size`,
 `precision`).
 
+It times the bundled example's first photo (psc_engine/example/test), arms swinging.
+
 The seed-style loop is the original's way: one frame per call, the reference re-encoded for
 every frame, float32, PyTorch's default NCHW layout. It runs copies of the same nets through the
 same Pipeline code (channels_last=False, precision="float32") in the same rounds, so the ratio
@@ -36,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import PSCError
 from ..formats.outputs import write_frames
+from ..formats.test_layout import load_test_layout
 from ..pipeline import Pipeline
 from ..precision import TOLERANCE, compare
 
@@ -60,6 +63,21 @@ def example_inputs(n, seed=0):
     targets = np.repeat(pose[None], n, 0)
     targets[:, [3, 4, 6, 7], 0] += swing
     return image, parsing, pose, targets
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example" / "test"
+
+
+def photo_inputs(n):
+    """The bundled example's first photo (a real person, with its parsing and pose) and n target
+    poses: its own pose with the arms swinging. What the bench times: real pixels also give
+    the PNG writer its real cost (example_inputs' drawn noise compresses worse: 5.5 ms a frame
+    against 3.1)."""
+    sample = load_test_layout(EXAMPLE)[0]
+    swing = np.sin(np.linspace(0, 2 * np.pi, n))[:, None] * 12
+    targets = np.repeat(sample.pose0[None], n, 0)
+    targets[:, [3, 4, 6, 7], 0] += swing  # elbows and wrists (a missing joint stays missing)
+    return sample.image, sample.parsing, sample.pose0, targets
 
 
 def _sync(device):
@@ -185,7 +203,7 @@ def run(nets, cards=None, device="auto", precision="auto", compile=False, batch_
     pipe = Pipeline(*(copy.deepcopy(n) for n in nets), device=device, precision=precision, cards=cards, compile=compile)
     device = pipe.device
     frames = frames or max(batch_sizes)
-    image, parsing, pose, targets = example_inputs(max(frames, seed_frames))
+    image, parsing, pose, targets = photo_inputs(max(frames, seed_frames))
     result = {"weights": weights, "size": pipe.size, "precision": pipe.precision,
               "precision_reason": pipe.precision_reason, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
