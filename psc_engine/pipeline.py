@@ -141,9 +141,10 @@ def keep_background(image, source, source_person, target_labels, margin=BACKGROU
 
 
 # torch.compile repays its start-up on the CPU only over long clips: for the shipped chain at
-# batch 8 it starts up in 37 s (inductor's cache warm) to 69 s (cold), then runs about 1.2x faster
-# (about 3 ms a frame saved), so it breaks even after 11,000-21,000 frames (README, "Speed").
-# compile="auto" compiles for clips at least this long; on CUDA, not measured, never.
+# batch 8 in bfloat16 it starts up in 40 s (inductor's cache warm) to 65 s (cold), then runs
+# 1.2-1.35x faster (3-4 ms a frame saved), so it breaks even after 9,000 (warm) to 19,000 (cold)
+# frames (README, "Speed"). compile="auto" compiles for clips at least this long; never on CUDA,
+# where it is not measured.
 AUTO_COMPILE_FRAMES = {"cpu": 20000}
 
 
@@ -334,8 +335,8 @@ class Pipeline:
             raise PSCError(f"batch_size must be at least 1, got {batch_size}")
         reference = self.encode_reference(image, parsing, pose)
         if self.compile == "auto" and not self.compiled and len(targets) >= AUTO_COMPILE_FRAMES.get(self.device.type, np.inf):
-            (on_warning or warnings.warn)(f"compiling the decoders for this {len(targets)}-frame clip (a minute or "
-                                          "two, once; it runs about 1.2x faster after)")
+            (on_warning or warnings.warn)(f"compiling the decoders for this {len(targets)}-frame clip (about a "
+                                          "minute, once; about 1.2x faster after)")
             self._compile_decoders()
         start = 0
         while start < len(targets):
