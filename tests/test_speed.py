@@ -120,10 +120,10 @@ def test_fast_png_decodes_to_the_same_pixels(tmp_path):
 
 
 def test_end_to_end_is_never_below_compute_alone(tiny_weights):
-    """bench's end-to-end figure (frames written as PNGs) against its compute alone, on the same
-    frames in alternating rounds: writing as well can only take longer; and the compute-alone
-    pass does the full compute (it takes at least the time the batched figure says those frames
-    take, within drift)."""
+    """bench's end-to-end figure (frames written as PNGs) against the compute of the same run
+    (when its last chunk was computed): never below it, in every round, by construction; and the
+    compute-alone rounds beside it do the full compute (they take at least the time the batched
+    figure says those frames take, within drift)."""
     nets, cards = load_chain(tiny_weights)
     r = bench.run(nets, cards, "cpu", batch_sizes=(4,), seed_frames=2, min_seconds=0.2, end_to_end_frames=24,
                   repeats=3)
