@@ -13,6 +13,12 @@ resolution, answering in its pixels.
 Left and right are the person's own (MediaPipe's are too). `untangle` then checks that the
 face, the shoulders and the hips agree on which way the person faces, and relabels a limb pair
 that disagrees (a back view read with front-view labels would otherwise cross the limbs).
+
+Not caught: a back view MediaPipe reads wholly as a front view, every pair mirrored alike (5 of
+the 24 held-out renders' back views; nothing crosses, but the person faces the wrong way). Two
+arbiters were tried and left out: the parser (hair where the face should be) called 5 of 38
+real frontal photos back views, and MediaPipe's face detector (no face on a head in view)
+called 7 of 48 three-quarter renders so.
 """
 from dataclasses import dataclass, field
 
