@@ -41,7 +41,6 @@ FULL_BODY = 0.85  # the person's height in a full-body training frame
 CROP_MARGIN = 0.04  # space above the head in a frame cut by its bottom edge (the renders': 0.015-0.06)
 EDGE = 0.01  # a mask this close to a photo edge (of its height) is cut by that edge
 BACKDROP = 200  # the grey painted outside the person mask before parsing
-PERSON_HEIGHT = FULL_BODY  # older name
 
 
 def open_photo(path):
