@@ -5,14 +5,20 @@ resolution, answering in its pixels.
 - MediaPipe Pose (`pip install -e ".[photo]"`: mediapipe 0.10.21, whose wheel bundles the person
   detector, the full landmark model and the person segmentation, so it runs offline; later
   versions ship no models). Trained on real photos. Its 33 landmarks map to the engine's 18
-  joints (`MEDIAPIPE_JOINTS`); a landmark it rates below `MIN_VISIBILITY`, or one outside the
-  photo, is missing.
+  joints (`MEDIAPIPE_JOINTS`); a landmark it rates below `MIN_VISIBILITY`, one outside the
+  photo, and the nose and eyes of a face turned away (`hidden`) are missing.
 - The project's own keypoint net and parser (prepare.py's `NetFinder`): the fallback where
   mediapipe is not installed. Trained on renders only.
 
 Left and right are the person's own (MediaPipe's are too). `untangle` then checks that the
 face, the shoulders and the hips agree on which way the person faces, and relabels a limb pair
 that disagrees (a back view read with front-view labels would otherwise cross the limbs).
+
+Not caught: a back view MediaPipe reads wholly as a front view, every pair mirrored alike (5 of
+the 24 held-out renders' back views; nothing crosses, but the person faces the wrong way). Two
+arbiters were tried and left out: the parser (hair where the face should be) called 5 of the
+37 ../shared/realdev photos that face the camera back views, and MediaPipe's face detector (no
+face on a head in view) called 7 of 48 front three-quarter renders so.
 """
 from dataclasses import dataclass, field
 
@@ -31,8 +37,8 @@ MEDIAPIPE_JOINTS = (0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 
 # Left/right pairs checked by `untangle`: (right joints, left joints) of the face, arms and legs.
 GROUPS = {"face": ((14, 16), (15, 17)), "arms": ((2, 3, 4), (5, 6, 7)), "legs": ((8, 9, 10), (11, 12, 13))}
 APART = {"face": 1 / 12, "arms": 1 / 6, "legs": 1 / 6}  # of the torso length, for `untangle` to count a vote
-SECOND_PERSON = 0.25
-FACING_AWAY = 0.1  # see `hidden`  # a second person counts when their mask is at least this share of the first's
+SECOND_PERSON = 0.25  # a second person counts when their mask is at least this share of the first's
+FACING_AWAY = 0.1  # see `hidden`
 
 
 @dataclass
@@ -146,7 +152,8 @@ class MediaPipePose:
     Its person detector reads the whole photo at 224x224 and misses anyone under about a third
     of the photo's longer side, so a person found small (under SMALL of it), or not found at
     all, is looked for again in half-overlapping windows (`_scan`), and then read in a window
-    framed around them, where they fill WINDOW_FILL of its height."""
+    framed around them, where they fill WINDOW_FILL of its height. A second person is looked for
+    in the view it read (the whole photo, or that window)."""
 
     name = "MediaPipe Pose"
     SMALL = 0.4
@@ -266,7 +273,7 @@ def hidden(marks):
 
     Not used: the far shoulder, hip and ear of a turned person, which the renders also leave
     out. On the renders MediaPipe's depths find them (visibility 0.789 -> 0.906), but on real
-    photos its depths exaggerate a slight turn: it hid joints the labels have in 19 of the 28
+    photos its depths exaggerate a slight turn: it hid joints the labels have in 15 of the 28
     Dress Code photos, PCK@0.1 0.970 -> 0.890."""
     z = marks[:, 2]
     torso = np.linalg.norm(marks[[11, 12], :2].mean(0) - marks[[23, 24], :2].mean(0))

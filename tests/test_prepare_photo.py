@@ -2,6 +2,7 @@
 needed), MediaPipe Pose on the bundled example renders (skipped where mediapipe is not installed),
 and the fallback to the project's own nets when mediapipe cannot be imported (a real subprocess)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -229,6 +230,13 @@ def test_evaluate_photo_on_a_test_layout_puts_both_finders_side_by_side(tmp_path
         assert 0 <= s["pck@0.05"] <= s["pck@0.1"] <= 1 and 0 < s["miou"] <= 1 and len(s["iou"]) == 7
     assert scores["MediaPipe + parser"]["pck@0.1"] >= 0.8 and scores["project's nets"]["pck@0.1"] >= 0.7
     assert "MediaPipe + parser" in r.stdout and (tmp_path / "photo_sheet.png").is_file()
+
+
+def test_evaluate_photo_on_real_photos_needs_a_report_dir(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's engine, run from an empty folder
+    r = run_cli("evaluate", "--parts", "photo", "--data_dir", EXAMPLE, "--device", "cpu", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "needs --report_dir: its sheet shows the photos" in r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- without MediaPipe --------------------------------------------------------------------------

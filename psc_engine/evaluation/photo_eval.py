@@ -173,10 +173,13 @@ def run(args, log=print):
     """`evaluate --parts photo` on test-layout folders: both finders side by side."""
     from ..prepare import PhotoPreparer
 
+    if not args.report_dir:
+        raise PSCError("--parts photo on test-layout folders needs --report_dir: its sheet shows the photos, so "
+                       "choose where it goes (outside the repository if their licence forbids sharing them)")
     preparers = {("MediaPipe + parser" if f == "mediapipe" else "project's nets"):
                  PhotoPreparer.from_pretrained(args.weights, args.device, finder=f) for f in finders()}
     report, sheet = evaluate_photos(preparers, args.data_dir, limit=args.limit, log=log)
     print(format_photo_table(report))
-    written = write_photo_report(report, sheet, args.report_dir or "evaluation")
+    written = write_photo_report(report, sheet, args.report_dir)
     print("report: " + "; ".join(str(p) for p in written))
     return report
