@@ -54,7 +54,7 @@ def cmd_test(args):
     for s in samples:
         if s.parsing is None or s.pose0 is None:
             _say_estimating(s.parsing, s.pose0, f"sample {s.stem}")
-            s.image, s.parsing, s.pose0 = pipe.complete_reference(s.image, s.parsing, s.pose0)
+            s.image, s.parsing, s.pose0 = _complete(pipe, s.image, s.parsing, s.pose0, s.image_path)
     with OutputDir(args.output_dir, args.overwrite) as out, OutputDir(args.process_dir, args.overwrite) as proc:
         for s in samples:
             frames = pipe.between(s.image, s.parsing, s.pose0, s.pose1, TEST_TS, batch_size=args.batch_size)
@@ -70,6 +70,16 @@ def cmd_test(args):
 def _say_estimating(parsing, pose, what):
     missing = " and ".join(n for n, v in (("parsing", parsing), ("pose", pose)) if v is None)
     print(f"psc: {what}: no {missing} given; estimating it from the photo", file=sys.stderr)
+
+
+def _complete(pipe, image, parsing, pose, path):
+    """pipe.complete_reference, its errors (no person found, ...) naming the photo's file."""
+    try:
+        return pipe.complete_reference(image, parsing, pose)
+    except PSCError as e:
+        if e.path is not None:
+            raise
+        raise PSCError(str(e), path) from None
 
 
 def _key_frames(text):
@@ -98,7 +108,7 @@ def cmd_animate(args):
     pipe = _pipeline(args)
     if parsing is None or pose is None:
         _say_estimating(parsing, pose, str(args.image))
-        image, parsing, pose = pipe.complete_reference(image, parsing, pose)
+        image, parsing, pose = _complete(pipe, image, parsing, pose, args.image)
     if key_frames is not None:
         targets = pipe.keyframe_poses(targets, key_frames)
     progress = args.progress == "json"

@@ -126,7 +126,9 @@ def test_bundled_example_with_shipped_weights(tmp_path):
 
 
 def test_missing_s0_and_p0_are_estimated_from_the_photo(tiny_weights, tmp_path):
-    layout = make_test_layout(tmp_path / "t")
+    """On the bundled example's rendered people: a person MediaPipe (where installed) finds too."""
+    layout = tmp_path / "t"
+    shutil.copytree(EXAMPLE, layout)
     (layout / "S0" / "0001.png").unlink()
     (layout / "P0" / "0000.csv").unlink()
     r = run_cli("test", "--data_dir", layout, "--output_dir", tmp_path / "o", "--process_dir", tmp_path / "p",
@@ -138,7 +140,8 @@ def test_missing_s0_and_p0_are_estimated_from_the_photo(tiny_weights, tmp_path):
 
 def test_prepare_then_clip_from_the_photo_alone(tiny_weights, tmp_path):
     """Issue 9's end to end: a photo of another size -> prepare -> animate with no parsing, no pose."""
-    image, _, _, targets = example_inputs(4)
+    image = np.asarray(Image.open(EXAMPLE / "I0" / "0000.jpg").convert("RGB"))  # a rendered person
+    targets = example_inputs(4)[3]
     photo = np.full((480, 360, 3), 200, np.uint8)
     photo[100:356, 50:306] = image
     Image.fromarray(photo).save(tmp_path / "photo.jpg", quality=95)

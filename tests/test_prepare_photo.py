@@ -196,6 +196,21 @@ def test_no_person_or_several_people_is_an_error(mp_prep):
 
 
 @needs_mediapipe
+@needs_mediapipe
+def test_a_test_layout_photo_without_a_person_names_its_file(tmp_path):
+    """`test` estimating a missing P0 on a photo where MediaPipe finds no one (the drawn figure):
+    one line naming I0's file, nothing written."""
+    from conftest import make_test_layout
+
+    layout = make_test_layout(tmp_path / "t")
+    (layout / "P0" / "0001.csv").unlink()
+    r = run_cli("test", "--data_dir", layout, "--output_dir", tmp_path / "o", "--process_dir", tmp_path / "p")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith(f"psc: error: {layout / 'I0' / '0001.png'}: no person found")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
+
+
+@needs_mediapipe
 def test_prepare_command_says_which_finder_ran_and_how_sure(tmp_path):
     Image.fromarray(in_photo(example("0001")[0])).save(tmp_path / "photo.jpg", quality=95)
     r = run_cli("prepare", "--image", tmp_path / "photo.jpg", "--out", tmp_path / "prep", "--device", "cpu")

@@ -20,6 +20,7 @@ class TestSample:
     parsing: object  # (256, 256) uint8
     pose0: object  # (18, 2)
     pose1: object  # (18, 2)
+    image_path: object = None  # I0's file, for messages
 
 
 def _by_stem(folder, suffixes):
@@ -53,7 +54,7 @@ def load_test_sample(stem, paths):
     """Read one sample; a missing S0 or P0 stays None."""
     parsing = require_person(read_parsing(paths["S0"]), paths["S0"]) if paths["S0"] else None
     pose0 = require_joints(read_pose_csv(paths["P0"])[1][0], paths["P0"]) if paths["P0"] else None
-    return TestSample(stem, read_image(paths["I0"]), parsing, pose0, read_pose_csv(paths["P1"])[1][0])
+    return TestSample(stem, read_image(paths["I0"]), parsing, pose0, read_pose_csv(paths["P1"])[1][0], paths["I0"])
 
 
 def load_test_layout(data_dir):
