@@ -157,10 +157,13 @@ def test_the_card_records_framing_and_looks(tmp_path):
     common = dict(data_dir=[str(FIXTURE)], steps=1, batch=1, base=4, size=128, quiet=True)
     train(TrainConfig(model="ct", out=str(tmp_path / "a"), framing=0.7, photometric=0.3, **common))
     assert json.loads((tmp_path / "a" / "ct" / "weights" / "ct.json").read_text())["augment"] == \
-        {"framing": 0.7, "photometric": 0.3}
+        {"framing": 0.7, "photometric": 0.3, "head_cut": 0.15, "backdrop": 0.0}  # backdrops: the parser's only
     train(TrainConfig(model="aa", out=str(tmp_path / "b"), **common))
     assert json.loads((tmp_path / "b" / "aa" / "weights" / "aa.json").read_text())["augment"] == \
-        {"framing": 0.5, "photometric": 0.0}  # AA reads no photos
+        {"framing": 0.5, "photometric": 0.0, "head_cut": 0.15, "backdrop": 0.0}  # AA reads no photos
+    train(TrainConfig(model="parsing", out=str(tmp_path / "p"), head_cut=0.3, backdrop=0.6, **common))
+    assert json.loads((tmp_path / "p" / "parsing" / "weights" / "parsing.json").read_text())["augment"] == \
+        {"framing": 0.5, "photometric": 0.5, "head_cut": 0.3, "backdrop": 0.6}
     train(TrainConfig(model="aa", out=str(tmp_path / "c"), no_augment=True, **common))
     assert json.loads((tmp_path / "c" / "aa" / "weights" / "aa.json").read_text())["augment"] is False
     r = run_cli("train", "--data_dir", FIXTURE, "--model", "aa", "--photometric", "0.2", "--out", tmp_path / "d",
@@ -169,3 +172,52 @@ def test_the_card_records_framing_and_looks(tmp_path):
     r = run_cli("train", "--data_dir", FIXTURE, "--model", "aa", "--framing", "1.5", "--out", tmp_path / "d",
                 "--steps", "1", "--quiet")
     assert r.returncode == 2 and "--framing must lie in [0, 1]" in r.stderr
+    r = run_cli("train", "--data_dir", FIXTURE, "--model", "ct", "--backdrop", "0.2", "--out", tmp_path / "d",
+                "--steps", "1", "--quiet")
+    assert r.returncode == 2 and "--backdrop only applies to --model parsing" in r.stderr
+
+
+def test_a_head_cut_puts_the_top_edge_between_the_eyes_and_the_chin(still):
+    """Every clip framed with its head cut: the top edge lies between a little above the nose and
+    the chin, so the nose is off the frame or near its top, the neck is in it, and the person's
+    pixels reach the top edge; the hips stay in (the bottom edge is drawn as before)."""
+    b = photo_batch(still, np.random.default_rng(1), 8, augment=Augment(framing=1.0, head_cut=1.0))
+    nose, neck, hips = (b["poses"][:, JOINTS.index(j)] for j in ("nose", "neck", "r_hip"))
+    seen = ~torch.isnan(neck).any(-1)
+    assert seen.all() and (~torch.isnan(hips).any(-1)).all()
+    assert torch.all(neck[:, 1] > 10)
+    nose_y = torch.nan_to_num(nose[:, 1], nan=-1.0)
+    assert torch.all(nose_y < 0.3 * neck[:, 1] + 1)  # above the cut line or off the frame
+    assert (nose_y < 0).any()  # cut above the chin: some noses leave the frame
+    assert torch.all((b["labels"][:, 0] > 0).any(-1))  # the head reaches the top edge
+    plain = photo_batch(still, np.random.default_rng(1), 8, augment=Augment(framing=1.0))
+    assert not (plain["labels"][:, 0] > 0).any()  # without: space above the head
+
+
+def test_head_cut_zero_draws_as_before(still):
+    a = pair_batch(still, np.random.default_rng(5), 4, 128, Augment(framing=1.0, photometric=0.5))
+    b = pair_batch(still, np.random.default_rng(5), 4, 128, Augment(framing=1.0, photometric=0.5, head_cut=0.0))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_backdrops_are_plain_grey_outside_a_slightly_wrong_person_mask():
+    from psc_engine.prepare import BACKDROP
+    from psc_engine.training.augment import BACKDROP_SLACK, paint_backdrops
+
+    data = TrainSet(FIXTURE)
+    b = photo_batch(data, np.random.default_rng(2), 8, augment=Augment(backdrop=1.0))
+    grey = BACKDROP / 127.5 - 1
+    person = (b["labels"] > 0).numpy()
+    is_grey = (b["image"] - grey).abs().amax(1).numpy() < 1e-6  # (B, H, W)
+    far = ~binary_dilation(person, iterations=BACKDROP_SLACK + 1, structure=np.ones((1, 3, 3)))
+    assert is_grey[far].all()  # well outside the person: plain grey
+    deep = ~binary_dilation(~person, iterations=BACKDROP_SLACK + 1, structure=np.ones((1, 3, 3)))
+    assert not is_grey[deep].any()  # well inside: the photo
+    plain = photo_batch(data, np.random.default_rng(2), 8, augment=True)
+    assert (plain["image"] - grey).abs().amax(1).lt(1e-6).float().mean() < 0.05
+    # the slack: grown and shrunk masks both occur
+    images = torch.zeros(16, 3, 64, 64)
+    labels = torch.zeros(16, 64, 64, dtype=torch.long)
+    labels[:, 20:44, 20:44] = 3
+    painted = (paint_backdrops(images, labels, np.random.default_rng(0), 1.0) == 0).all(1).sum((1, 2))  # kept pixels
+    assert (painted > 24 * 24).any() and (painted < 24 * 24).any()

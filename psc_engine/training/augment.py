@@ -11,7 +11,12 @@
   clip, shared by all its views (the camera does not move within a clip): from just above the
   head to a bottom edge drawn anywhere from below the feet to mid-thigh. It replaces the small
   affine; joints pushed out of the frame become missing (NaN; -1 in a CSV), as in photos, so
-  their pose maps have no bump.
+  their pose maps have no bump. A share of the framed clips (`Augment.head_cut`) has its top edge
+  through the head instead, anywhere from the eyes to the chin, as shop photos often cut it
+  (they show the garment, not the face).
+- Plain backdrop (`Augment.backdrop`, the parser's photos only): what `prepare` gives the parser
+  on a photo, plain grey outside the person mask, where the mask is the true one grown or shrunk
+  by up to BACKDROP_SLACK pixels, the way MediaPipe's mask overshoots or misses an edge.
 - Camera look (`Augment.photometric` of the clips, photos only): exposure, white balance and a
   slight blur, then sensor noise and JPEG compression. For CT the look of the light and the
   lens (exposure, white balance, blur) is the same on source and target, so CT learns to carry
@@ -40,6 +45,8 @@ class Augment:
 
     framing: float = 0.0
     photometric: float = 0.0
+    head_cut: float = 0.0  # of the framed clips
+    backdrop: float = 0.0
 
 
 def as_augment(augment):
@@ -147,7 +154,7 @@ def person_extent(parsings):
     return top, bottom, torch.where(cols.any(1), (left + right) / 2, nan)
 
 
-def fashion_framings(rng, poses, parsings=None, share=0.5):
+def fashion_framings(rng, poses, parsings=None, share=0.5, head_cut=0.0):
     """One (scale, dx, dy) per clip that frames it as a fashion photo, and which clips got one.
 
     poses (N, K, 18, 2): the K views of each of N clips; parsings (N, K, H, W) or None (the
@@ -155,8 +162,11 @@ def fashion_framings(rng, poses, parsings=None, share=0.5):
     `share`, gets a bottom edge drawn uniformly along the body from just below the feet (full
     body, filling the frame) through just below the knees (knee-up) to mid-thigh (thigh-up),
     legs averaged over both sides and all K views; the top of the head sits 2-8 % of the frame
-    below the top edge; the person is centred across, give or take 6 % of the frame. Clips whose
-    legs or head cannot be seen keep no framing. Returns (affines (N, 3) float64, framed (N,) bool)."""
+    below the top edge; the person is centred across, give or take 6 % of the frame. With
+    probability `head_cut` a framed clip's top edge cuts the head instead, at a height drawn
+    from the eyes (a little above the nose) to the chin (60 % of the way from the nose down to
+    the neck), the highest such line over the K views. Clips whose legs or head cannot be seen
+    keep no framing. Returns (affines (N, 3) float64, framed (N,) bool)."""
     n, k = poses.shape[:2]
     picked = rng.random(n) < share
     u, margin, jitter = rng.uniform(0, 1, n), rng.uniform(0.02, 0.08, n) * SIZE, rng.uniform(-0.06, 0.06, n) * SIZE
@@ -177,6 +187,14 @@ def fashion_framings(rng, poses, parsings=None, share=0.5):
     below_knee = knee + 0.25 * (ankle - knee)
     mid_thigh = (hip + knee) / 2
     edge = np.where(u < 0.5, feet + 2 * u * (below_knee - feet), below_knee + (2 * u - 1) * (mid_thigh - below_knee))
+    if head_cut > 0:  # drawn after the others, so that head_cut=0 keeps their draws
+        cut, v = rng.random(n) < head_cut, rng.uniform(-0.25, 0.6, n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            nose, neck = np.nanmin(p[:, :, JOINTS.index("nose")], 1), np.nanmin(p[:, :, JOINTS.index("neck")], 1)
+        line = nose + v * (neck - nose)
+        cut &= np.isfinite(line) & (neck - nose > 4)
+        top, margin = np.where(cut, line, top), np.where(cut, 0.0, margin)
     scale = (SIZE - margin) / (edge - top)
     c = (SIZE - 1) / 2
     with np.errstate(invalid="ignore"):
@@ -186,6 +204,27 @@ def fashion_framings(rng, poses, parsings=None, share=0.5):
     dx = jitter - (centre - c) * scale
     affines = np.stack([scale, np.where(framed, dx, 0.0), np.where(framed, dy, 0.0)], 1)
     return affines, framed
+
+
+BACKDROP_GREY = 200 / 127.5 - 1  # prepare.BACKDROP in [-1, 1]
+BACKDROP_SLACK = 6  # pixels the painted mask is grown or shrunk by, at most
+
+
+def paint_backdrops(images, labels, rng, share):
+    """images (B, 3, H, W) in [-1, 1], labels (B, H, W) -> the images with a `share` of them plain
+    grey outside their person mask (labels > 0), grown or shrunk by a random 0..BACKDROP_SLACK
+    pixels each: the parser's input in `prepare`, where MediaPipe's mask draws the line."""
+    picked = np.flatnonzero(rng.random(len(images)) < share)
+    slack = rng.integers(-BACKDROP_SLACK, BACKDROP_SLACK + 1, len(images))
+    images = images.clone()
+    for i in picked:
+        mask = (labels[i] > 0).float()[None, None]  # (1, 1, H, W)
+        r = int(abs(slack[i]))
+        if r:  # a max-pool grows the mask by r px; a max-pool of its complement shrinks it
+            grow = lambda m: F.max_pool2d(m, 2 * r + 1, stride=1, padding=r)
+            mask = grow(mask) if slack[i] > 0 else 1 - grow(1 - mask)
+        images[i] = torch.where(mask[0] > 0, images[i], torch.full_like(images[i], BACKDROP_GREY))
+    return images
 
 
 def random_looks(rng, n):

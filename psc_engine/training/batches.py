@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import (affine_poses, apply_affine, as_augment, camera_look, drop_outside, fashion_framings, flip_poses,
-                      flip_some, jitter_garments, random_affines, random_looks)
+                      flip_some, jitter_garments, paint_backdrops, random_affines, random_looks)
 from ..formats.train_layout import RING, TRANSITIONS, VIEWS
 from ..nets.layers import at_size, subsample_labels
 from ..formats.poses import pose_maps
@@ -55,7 +55,7 @@ def pm_batch(data, rng, batch, size, augment=True, geometry_mix=None):
         flat = poses.reshape(batch * 4, 18, 2)  # the four poses of an item share one flip and affine
         flat = torch.where(torch.from_numpy(np.repeat(flip, 4))[:, None, None], flip_poses(flat), flat)
         if aug.framing > 0:  # from the joints alone: the four poses are one clip
-            framing, framed = fashion_framings(rng, flat.reshape(batch, 4, 18, 2), None, aug.framing)
+            framing, framed = fashion_framings(rng, flat.reshape(batch, 4, 18, 2), None, aug.framing, aug.head_cut)
             aff = np.where(framed[:, None], framing, aff)
         poses = affine_poses(flat, np.repeat(aff, 4, 0)).reshape(batch, 4, 18, 2)
     poses = drop_outside(poses)
@@ -94,7 +94,7 @@ def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=T
         affines = random_affines(rng, 2 * batch)  # each view its own small affine...
         if aug.framing > 0:  # ...or its clip's fashion framing, the same for source and target
             clips = lambda x: x.reshape(2, batch, *x.shape[1:]).transpose(0, 1)  # (2B, ...) -> (B, 2, ...)
-            framing, framed = fashion_framings(rng, clips(poses), clips(labels), aug.framing)
+            framing, framed = fashion_framings(rng, clips(poses), clips(labels), aug.framing, aug.head_cut)
             affines = np.where(np.tile(framed, 2)[:, None], np.tile(framing, (2, 1)), affines)
         images, labels, poses = apply_affine(images, labels, poses, affines)
         angles = np.tile(np.where(rng.random(batch) < 0.7, rng.uniform(-np.pi, np.pi, batch), 0.0), 2)
@@ -138,7 +138,7 @@ def photo_batch(data, rng, batch, size=256, augment=True, geometry_mix=None):
         images, labels, poses = flip_some(torch.from_numpy(rng.random(batch) < 0.5), images, labels, poses)
         affines = random_affines(rng, batch, scale=0.15, shift=20)
         if aug.framing > 0:
-            framing, framed = fashion_framings(rng, poses[:, None], labels[:, None], aug.framing)
+            framing, framed = fashion_framings(rng, poses[:, None], labels[:, None], aug.framing, aug.head_cut)
             affines = np.where(framed[:, None], framing, affines)
         images, labels, poses = apply_affine(images, labels, poses, affines)
         images = jitter_garments(images, labels, rng.uniform(-np.pi, np.pi, batch))
@@ -147,6 +147,8 @@ def photo_batch(data, rng, batch, size=256, augment=True, geometry_mix=None):
         if aug.photometric > 0:  # a camera's look on top
             looks, picked = random_looks(rng, batch), np.flatnonzero(rng.random(batch) < aug.photometric)
             images = camera_look(images, looks, rng, [(j, j) for j in picked])
+        if aug.backdrop > 0:  # last: the grey is painted on the photo as the camera took it
+            images = paint_backdrops(images, labels, rng, aug.backdrop)
     poses = drop_outside(poses)  # joints pushed off the frame are not visible
     images, labels = at_size(images, labels, size)
     return {"image": images, "labels": labels, "poses": poses,

@@ -29,7 +29,8 @@ NETS = {
     "ct": Net("CT-Net: the target photo", "pair_batch", "ct_step", images=True,
               options=("shape_from", "shape_mix", "ssim_weight", "photometric")),
     "pose": Net("the keypoint net `prepare` uses", "photo_batch", "pose_step", images=True, options=("photometric",)),
-    "parsing": Net("the parser `prepare` uses", "photo_batch", "parsing_step", images=True, options=("photometric",)),
+    "parsing": Net("the parser `prepare` uses", "photo_batch", "parsing_step", images=True,
+                   options=("photometric", "backdrop")),
 }
 
 
@@ -63,6 +64,11 @@ class TrainConfig:
     framing: float = option(0.5, help="share of training pairs reframed as fashion photos: zoomed so the person fills "
                             "the frame, cut by the bottom edge anywhere from below the feet to mid-thigh (source and "
                             "target share the crop; joints pushed out of the frame count as missing)")
+    head_cut: float = option(0.15, help="share of the reframed pairs whose top edge cuts the head (anywhere from the "
+                             "eyes to the chin), as shop photos that show the garment and not the face do")
+    backdrop: float = option(0.5, net_specific=True, help="parser only: share of photos painted plain grey outside "
+                             "their person mask, grown or shrunk by up to 6 px: what `prepare` gives the parser, "
+                             "MediaPipe's mask drawing the line")
     photometric: float = option(0.5, net_specific=True, help="share of photos given a camera's look: exposure and white "
                                 "balance, slight blur (CT: the same on source and target), noise and JPEG (the source only)")
     geometry_mix: float = option(None, type=float, net_specific=True, help="PM and AA: share of items drawn from "
@@ -97,7 +103,7 @@ class TrainConfig:
                 raise PSCError(f"--{f.name} only applies to --model {' or '.join(takers)}")
         if self.ema and not 0 < self.ema < 1:
             raise PSCError(f"--ema must lie in (0, 1), e.g. 0.999, got {self.ema}")
-        for name in ("shape_mix", "framing", "photometric", "geometry_mix"):
+        for name in ("shape_mix", "framing", "head_cut", "backdrop", "photometric", "geometry_mix"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise PSCError(f"--{name} must lie in [0, 1], got {value}")

@@ -87,7 +87,7 @@ def card_options(cfg, data):
     """The options a card records, None where this run does not use them."""
     mixed = bool(data.geometry_only) and bool(data.with_images)
     augment = augment_of(cfg)
-    return {"augment": {"framing": augment.framing, "photometric": augment.photometric} if augment else False,
+    return {"augment": asdict(augment) if augment else False,
             "shape_from": {"from": str(cfg.shape_from), "mix": cfg.shape_mix} if cfg.shape_from else None,
             "ema": cfg.ema or None,
             "ssim_weight": cfg.ssim_weight if cfg.ssim_weight != 1.0 else None,
@@ -95,7 +95,7 @@ def card_options(cfg, data):
 
 
 def option_text(value):
-    """A card option for a one-line note: 0.999, 'weights (mix 0.5)', 'framing 0.5, photometric 0', 'off' or 'none'."""
+    """A card option for a one-line note: 0.999, 'weights (mix 0.5)', 'framing 0.5, photometric 0, ...', 'off' or 'none'."""
     if value is None or value is False:
         return "none" if value is None else "off"
     if isinstance(value, dict):
@@ -164,10 +164,13 @@ def read_log(path, up_to_step):
 
 def augment_of(cfg):
     """The augmentation cfg asks for (flips, small affines and garment colours always; framings
-    and, for nets reading photos, camera looks on their shares), or None."""
+    (a share cutting the head) and, for nets reading photos, camera looks on their shares; for the
+    parser plain backdrops), or None."""
     if cfg.no_augment:
         return None
-    return Augment(framing=cfg.framing, photometric=cfg.photometric if "photometric" in cfg.net.options else 0.0)
+    takes = lambda name: getattr(cfg, name) if name in cfg.net.options else 0.0
+    return Augment(framing=cfg.framing, photometric=takes("photometric"), head_cut=cfg.head_cut,
+                   backdrop=takes("backdrop"))
 
 
 def make_batch(cfg, data, rng, device):
