@@ -123,6 +123,13 @@ def test_a_clip_whose_legs_are_not_seen_keeps_no_framing():
     poses[:, :, :8] = 100.0  # head and arms only
     affines, framed = fashion_framings(np.random.default_rng(0), poses, None, share=1.0)
     assert not framed.any() and np.all(affines == [1.0, 0.0, 0.0])
+    poses[:, :, JOINTS.index("nose")] = torch.tensor([100.0, 40.0])
+    poses[:, :, JOINTS.index("neck")] = torch.tensor([100.0, 70.0])
+    affines, framed = fashion_framings(np.random.default_rng(0), poses, None, share=1.0, head_cut=1.0)
+    assert framed.all()  # a head cut still applies: the bottom edge stays where the photo cut it
+    top = (np.array([40.0, 70.0]) - 127.5) * affines[:, :1] + 127.5 + affines[:, 2:]  # nose and neck after
+    assert np.all(top[:, 0] < 0.3 * top[:, 1] + 1) and np.all(top[:, 1] > 0)
+    assert np.allclose((256 - 127.5) * affines[:, 0] + 127.5 + affines[:, 2], 256)  # the bottom edge stays put
 
 
 def test_the_target_shares_the_light_and_lens_but_not_the_noise(still, monkeypatch):

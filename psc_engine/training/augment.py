@@ -165,8 +165,8 @@ def fashion_framings(rng, poses, parsings=None, share=0.5, head_cut=0.0):
     below the top edge; the person is centred across, give or take 6 % of the frame. With
     probability `head_cut` a framed clip's top edge cuts the head instead, at a height drawn
     from the eyes (a little above the nose) to the chin (60 % of the way from the nose down to
-    the neck), the highest such line over the K views. Clips whose legs or head cannot be seen
-    keep no framing. Returns (affines (N, 3) float64, framed (N,) bool)."""
+    the neck), the highest such line over the K views; a clip already cut above the knees keeps
+    its bottom edge. Other clips whose legs or head cannot be seen keep no framing. Returns (affines (N, 3) float64, framed (N,) bool)."""
     n, k = poses.shape[:2]
     picked = rng.random(n) < share
     u, margin, jitter = rng.uniform(0, 1, n), rng.uniform(0.02, 0.08, n) * SIZE, rng.uniform(-0.06, 0.06, n) * SIZE
@@ -195,6 +195,7 @@ def fashion_framings(rng, poses, parsings=None, share=0.5, head_cut=0.0):
         line = nose + v * (neck - nose)
         cut &= np.isfinite(line) & (neck - nose > 4)
         top, margin = np.where(cut, line, top), np.where(cut, 0.0, margin)
+        edge = np.where(cut & ~np.isfinite(edge), SIZE, edge)  # legs cut off already: the bottom edge stays
     scale = (SIZE - margin) / (edge - top)
     c = (SIZE - 1) / 2
     with np.errstate(invalid="ignore"):
