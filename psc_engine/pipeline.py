@@ -25,6 +25,7 @@ from .errors import PSCError
 from .formats.images import NUM_CLASSES, check_image, check_parsing, require_person
 from .nets.layers import at_size, subsample_labels
 from .nets.pm import line_poses
+from .nets.warp import warped_onehot
 from .precision import choose as choose_precision
 from .formats.poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import NETS, load_weights
@@ -284,7 +285,7 @@ class Pipeline:
         maps = maps_for(pose[None], self.device, self.size, self.fmt, self.dtype)
         with self._autocast():
             return {"aa": self.aa.encode_source(onehot, maps), "ct": self.ct.encode_source(img, onehot, maps),
-                    "image": full,
+                    "image": full, "parsing": parsing, "pose": pose,  # for AA's warp input (warp=True)
                     "person": torch.as_tensor(parsing > 0, device=self.device)[None, None].float()}  # (1, 1, 256, 256)
 
     @torch.inference_mode()
@@ -293,23 +294,27 @@ class Pipeline:
         uint8 tensors on the device. Given target_parsings (B, 256, 256), CT uses them instead of AA's
         (evaluation with the true shape)."""
         maps = maps_for(target_poses, self.device, self.size, self.fmt, self.dtype)
+        warped = None
+        if self.aa.warp and target_parsings is None:  # (B, 7, size, size): the reference's parsing on each target pose
+            warped = warped_onehot(reference["parsing"], reference["pose"], np.asarray(target_poses), self.size)
+            warped = warped.to(self.device, self.dtype).contiguous(memory_format=self.fmt)
         try:
-            labels, image = self._decode(reference, maps, target_parsings)
+            labels, image = self._decode(reference, maps, target_parsings, warped)
         except Exception as e:  # noqa: BLE001 -- only a compiled decoder's failure is caught here
             if not self.compiled or is_out_of_memory(e):
                 raise
             warnings.warn(f"torch.compile failed ({type(e).__name__}); running eager")
             self.decoders, self.compiled, self.compile = (self.aa.decode, self.ct.decode), False, False
-            labels, image = self._decode(reference, maps, target_parsings)
+            labels, image = self._decode(reference, maps, target_parsings, warped)
         image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, labels.to(torch.uint8)
 
-    def _decode(self, reference, maps, target_parsings=None):
+    def _decode(self, reference, maps, target_parsings=None, warped=None):
         """AA then CT at self.size; returns labels (B, 256, 256) and image (B, 3, 256, 256)."""
         aa_decode, ct_decode = self.decoders
         with self._autocast():
             if target_parsings is None:
-                logits = aa_decode(reference["aa"], maps)  # (B, 7, size, size)
+                logits = aa_decode(reference["aa"], maps, warped)  # (B, 7, size, size)
                 labels_full = full_size_labels(logits)
                 # CT reads AA's class probabilities, not their argmax: where AA is unsure (an edge,
                 # a hem) CT sees it, as it did in training (train --shape_from)

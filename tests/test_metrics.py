@@ -1,6 +1,7 @@
 """Evaluation metrics against values computed by hand, and the evaluate command end to end."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,6 +73,28 @@ def test_affine_baseline_moves_a_shifted_skeleton():
     out = piecewise_affine_warp(image, pose, moved)
     # Inside the skeleton's hull every triangle moves rigidly by 16 px.
     np.testing.assert_array_equal(out[64:120, 130:146], image[64:120, 114:130])
+
+
+def test_the_warp_at_a_smaller_size_samples_the_same_map():
+    """AA's warp input at its 128 grid: the 256 warp sampled at the 128 pixels' centres, so each
+    label agrees with one of the 256 warp's labels of the same 2x2 block; the identity warp
+    gives the parsing back."""
+    from psc_engine.formats.images import read_parsing
+    from psc_engine.formats.poses import read_pose_csv
+    from psc_engine.nets.warp import warped_onehot
+
+    ex = Path(__file__).parent.parent / "psc_engine" / "example" / "test"
+    parsing = read_parsing(ex / "S0" / "0000.png")
+    p0, p1 = (read_pose_csv(ex / k / "0000.csv")[1][0] for k in ("P0", "P1"))
+    full = piecewise_affine_warp(parsing, p0, p1, order=0)
+    small = warped_onehot(parsing, p0, p1[None], 128)
+    assert small.shape == (1, 7, 128, 128) and torch.all(small.sum(1) == 1)
+    labels = small[0].argmax(0).numpy()
+    blocks = full.reshape(128, 2, 128, 2).transpose(0, 2, 1, 3).reshape(128, 128, 4)
+    assert (blocks == labels[..., None]).any(-1).mean() > 0.99
+    assert (labels != parsing[::2, ::2]).mean() > 0.02  # it did move
+    same = warped_onehot(parsing, p0, p0[None], 256)[0].argmax(0).numpy()
+    assert (same == parsing).mean() > 0.999
 
 
 def test_evaluate_command(tiny_weights, tmp_path):

@@ -1,5 +1,6 @@
 """The three nets: shapes, gradients, batch independence, and flows that can move a limb 40 px."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -63,6 +64,30 @@ def test_aa_shapes_gradients_and_source_broadcast():
         batched = net.decode(src, maps)
         single = torch.cat([net.decode(src, maps[i:i + 1]) for i in range(2)])
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+
+
+def test_a_warp_aa_reads_the_warped_parsing_and_widens_from_one_without():
+    """AANet(warp=True) reads 18 pose maps + 7 warped classes on its target side; widened from a
+    trained AANet without the input it computes exactly what that net computes, whatever the
+    warp says, until training moves the new weights; each kind refuses the other's call."""
+    torch.manual_seed(0)
+    plain, wide = AANet(base=4).eval(), AANet(base=4, warp=True).eval()
+    assert wide.config == {"base": 4, "rounds": 3, "warp": True} and "warp" not in plain.config
+    maps, onehot, _ = inputs()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # not the fresh init: a net with its own weights
+        wide.widen(plain)
+        torch.testing.assert_close(wide(onehot, maps, maps.flip(0), onehot.flip(0)), plain(onehot, maps, maps.flip(0)))
+        stem = wide.pose_encoder.stem[0].weight
+        assert stem.shape[1] == 25 and torch.all(stem[:, 18:] == 0)
+        with pytest.raises(ValueError, match="reads the warped"):
+            wide(onehot, maps, maps)
+        with pytest.raises(ValueError, match="does not read"):
+            plain(onehot, maps, maps, onehot)
+    wide.train()
+    F.cross_entropy(wide(onehot, maps, maps.flip(0), onehot.flip(0)), onehot.argmax(1)).backward()
+    assert stem.grad[:, 18:].abs().sum() > 0  # the warp channels learn
 
 
 def test_ct_shapes_gradients_and_batch_independence():

@@ -207,6 +207,38 @@ def test_compiled_pipeline_pads_the_last_batch_to_one_shape(tiny_weights, monkey
     assert np.array_equal(np.concatenate([c.images for c in chunks]), eager.images)
 
 
+def test_a_warp_aa_reads_the_reference_parsing_warped_onto_each_pose(tiny_weights, tmp_path):
+    """Weights whose AA reads the warp input (warp=True): the chain warps the reference's parsing
+    onto every target pose and gives AA's frames exactly as a one-frame forward does."""
+    import torch
+
+    from psc_engine.formats.poses import pose_maps
+    from psc_engine.nets.aa import AANet
+    from psc_engine.nets.warp import warped_onehot
+    from psc_engine.weights import save_weights
+
+    for name in ("pm", "ct"):
+        for ext in ("json", "safetensors"):
+            shutil.copy(tiny_weights / f"{name}.{ext}", tmp_path / f"{name}.{ext}")
+    torch.manual_seed(1)
+    aa = AANet(base=4, warp=True)
+    with torch.no_grad():
+        aa.pose_encoder.stem[0].weight[:, 18:] *= 20  # the warp input weighs in
+    save_weights(aa, "aa", tmp_path, placeholder=True)
+    pipe = Pipeline.from_pretrained(tmp_path, device="cpu", precision="float32")
+    image, parsing, pose, targets = example_inputs(3)
+    frames = pipe.transfer(image, parsing, pose, targets, batch_size=2)
+    aa = load_weights(tmp_path, "aa")[0]
+    src = torch.nn.functional.one_hot(torch.from_numpy(parsing).long(), 7).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        for i, t in enumerate(targets):
+            warped = warped_onehot(parsing, pose, t[None], 256)
+            labels = aa(src, pose_maps(pose[None]), pose_maps(t[None]), warped).argmax(1)[0].numpy()
+            assert (labels == frames.parsings[i]).mean() > 0.999
+            zero = aa(src, pose_maps(pose[None]), pose_maps(t[None]), torch.zeros_like(warped)).argmax(1)[0].numpy()
+            assert (zero != frames.parsings[i]).mean() > 0.001  # the warp input changed the frame
+
+
 def test_first_stage_weights_run_at_their_training_size(tmp_path):
     """Weights whose cards say size 128 run at 128 and come back up-sampled to 256x256."""
     import json

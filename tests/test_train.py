@@ -282,6 +282,26 @@ def test_shape_from_is_for_ct_only(train_dir, tmp_path):
     assert r.returncode != 0 and "--shape_from only applies to --model ct" in r.stderr
 
 
+def test_aa_with_the_warp_input_starts_from_an_aa_without_it(train_dir, tiny_weights, tmp_path):
+    """--warp: AA reads the warped source parsing too (its batches carry it, one-hot at the
+    training size); --init from an AA without it widens that net; the card says warp; it is
+    AA's option only."""
+    from psc_engine.training.batches import shape_batch
+
+    b = shape_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128)
+    assert b["tgt_warped"].shape == (2, 7, 128, 128) and torch.all(b["tgt_warped"].sum(1) == 1)
+    agree = (b["tgt_warped"].argmax(1) == b["tgt_labels"]).float().mean()
+    assert 0.5 < agree < 1  # a fair first guess of the target shape, not the answer
+    r = run_cli("train", "--data_dir", train_dir, "--model", "aa", "--warp", "--init", tiny_weights, "--out", tmp_path,
+                "--steps", "2", "--batch", "1", "--base", "4", "--size", "128", "--quiet")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "aa" / "weights" / "aa.json").read_text())
+    assert card["config"]["warp"] is True and card["init"]["from"] == str(tiny_weights)
+    r = run_cli("train", "--data_dir", train_dir, "--model", "ct", "--warp", "--out", tmp_path / "ct", "--steps", "1",
+                "--quiet")
+    assert r.returncode != 0 and "--warp only applies to --model aa" in r.stderr
+
+
 def test_ema_exports_the_running_mean_and_resumes_it(train_dir, tmp_path):
     """--ema 0.5: after step 1 the export is step 1's weights; after a resumed step 2 it is the mean
     of steps 1 and 2 (the average's state travels in the checkpoint)."""

@@ -8,6 +8,12 @@ residual block, then channel attention and a decoder with the target pose's skip
 
 The source side does not depend on the target pose: `encode_source` runs once per clip and
 `decode` runs per frame, broadcasting the source features over the batch.
+
+Built with `warp=True`, the target side also reads the source parsing warped onto the target
+pose (nets/warp.py: piecewise-affine, no learning), one-hot beside the pose maps: a first
+guess of the target shape that keeps the photo's own outline (a knee-up crop stays knee-up, a
+dress stays a dress), which AA then corrects where the warp tears or folds. `widen` starts such
+a net from a trained one without the warp input.
 """
 import torch
 import torch.nn as nn
@@ -32,13 +38,14 @@ class AdaIN(nn.Module):
 
 
 class AANet(nn.Module):
-    def __init__(self, base=16, rounds=3):
+    def __init__(self, base=16, rounds=3, warp=False):
         super().__init__()
-        self.config = {"base": base, "rounds": rounds}
+        self.config = {"base": base, "rounds": rounds, **({"warp": True} if warp else {})}
+        self.warp = warp
         w = widths(base)
         c = w[LEVELS]
         self.source_encoder = Encoder(NUM_CLASSES + NUM_JOINTS, base)
-        self.pose_encoder = Encoder(NUM_JOINTS, base, full_res=False)
+        self.pose_encoder = Encoder(NUM_JOINTS + (NUM_CLASSES if warp else 0), base, full_res=False)
         self.adain = nn.ModuleList(AdaIN(c) for _ in range(rounds))
         self.shape_res = nn.ModuleList(ResBlock(c) for _ in range(rounds))
         self.pose_res = nn.ModuleList(ResBlock(c) for _ in range(rounds))
@@ -50,9 +57,12 @@ class AANet(nn.Module):
         """(1 or B, 7, H, W), (1 or B, 18, H, W) -> source bottleneck features."""
         return self.source_encoder(torch.cat([parsing_onehot, pose_maps], 1))[LEVELS]
 
-    def decode(self, source, target_maps):
-        """source: encode_source output (batch 1 broadcasts); target_maps: (B, 18, H, W) -> (B, 7, H, W) logits."""
-        p = self.pose_encoder(target_maps)
+    def decode(self, source, target_maps, warped=None):
+        """source: encode_source output (batch 1 broadcasts); target_maps: (B, 18, H, W); warped:
+        (B, 7, H, W) the source parsing warped onto the target pose (warp=True only) -> (B, 7, H, W) logits."""
+        if self.warp != (warped is not None):
+            raise ValueError("this AA-Net " + ("reads" if self.warp else "does not read") + " the warped source parsing")
+        p = self.pose_encoder(torch.cat([target_maps, warped], 1) if self.warp else target_maps)
         x = source.expand(p[LEVELS].shape[0], -1, -1, -1)
         q = p[LEVELS]
         for adain, shape_res, pose_res in zip(self.adain, self.shape_res, self.pose_res):
@@ -63,5 +73,19 @@ class AANet(nn.Module):
             x = up(x, p[level]) if level else up(x)
         return self.head(x)
 
-    def forward(self, parsing_onehot, source_maps, target_maps):
-        return self.decode(self.encode_source(parsing_onehot, source_maps), target_maps)
+    def forward(self, parsing_onehot, source_maps, target_maps, warped=None):
+        return self.decode(self.encode_source(parsing_onehot, source_maps), target_maps, warped)
+
+    @torch.no_grad()
+    def widen(self, other):
+        """Take a trained AANet's weights (without the warp input): every tensor as it is, the pose
+        encoder's first conv with zeros on the warp channels, so the widened net starts out
+        computing what `other` computes."""
+        own = self.state_dict()
+        for name, value in other.state_dict().items():
+            if own[name].shape == value.shape:
+                own[name].copy_(value)
+            else:  # the stem's (out, 18 + 7, 3, 3) weight
+                own[name].zero_()
+                own[name][:, :value.shape[1]].copy_(value)
+        return self

@@ -5,7 +5,8 @@
 - AA and CT: a view and a neighbour on the turning ring of eight views (right, mid0, front,
   mid1, left, mid2, back, mid3): distance 1 is view -> in-between view, distance 2 is view ->
   next view; both directions. AA's batches (`shape_batch`) carry no photos, so geometry-only
-  samples feed it.
+  samples feed it. Both carry the source parsing warped onto the target pose (`tgt_warped`),
+  which an AA-Net built with warp=True reads.
 - The photo nets: single views.
 
 PM and AA draw from geometry-only samples too: uniformly over all samples, or on a
@@ -23,6 +24,7 @@ from .augment import (affine_poses, apply_affine, as_augment, camera_look, drop_
                       flip_some, jitter_garments, paint_backdrops, random_affines, random_looks)
 from ..formats.train_layout import RING, TRANSITIONS, VIEWS
 from ..nets.layers import at_size, subsample_labels
+from ..nets.warp import warped_onehot
 from ..formats.poses import pose_maps
 
 
@@ -105,12 +107,14 @@ def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=T
             images = camera_look(images, looks, rng, [(j, j) for j in picked])  # the source: light, lens, sensor
             images = camera_look(images, looks, rng, [(batch + j, j) for j in picked], artifacts=False)  # the target: light, lens
     poses = drop_outside(poses)
+    src, tgt = slice(0, batch), slice(batch, 2 * batch)
+    warped = torch.cat([warped_onehot(labels[i].numpy(), poses[i].numpy(), poses[batch + i].numpy()[None], size)
+                        for i in range(batch)])  # (B, 7, size, size): the source parsing warped onto the target pose
     images, labels = at_size(images, labels, size) if images is not None else (None, subsample_labels(labels, size))
     maps = pose_maps(poses, size=size)
     onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
-    src, tgt = slice(0, batch), slice(batch, 2 * batch)
     out = {"src_labels": labels[src], "src_onehot": onehot[src], "src_maps": maps[src],
-           "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt]}
+           "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt], "tgt_warped": warped}
     if images is not None:
         out.update(src_image=images[src], tgt_image=images[tgt])
     return out

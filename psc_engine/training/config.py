@@ -25,7 +25,7 @@ class Net:
 
 NETS = {
     "pm": Net("PM-Net: in-between poses of a turn", "pm_batch", "pm_step", images=False, options=("geometry_mix",)),
-    "aa": Net("AA-Net: the target parsing", "shape_batch", "aa_step", images=False, options=("geometry_mix",)),
+    "aa": Net("AA-Net: the target parsing", "shape_batch", "aa_step", images=False, options=("geometry_mix", "warp")),
     "ct": Net("CT-Net: the target photo", "pair_batch", "ct_step", images=True,
               options=("shape_from", "shape_mix", "ssim_weight", "photometric")),
     "pose": Net("the keypoint net `prepare` uses", "photo_batch", "pose_step", images=True, options=("photometric",)),
@@ -52,6 +52,9 @@ class TrainConfig:
     base: int = option(16, help="base channel width")
     size: int = option(None, type=int, choices=(128, 256),
                        help="training resolution (default: the net's, 256; 128: a cheaper first stage)")
+    warp: bool = option(False, net_specific=True, help="AA only: the net also reads the source parsing warped "
+                        "piecewise-affinely onto the target pose (with --init from an AA without it, the new input "
+                        "starts at zero weight)")
     init: str = option(None, help="start from these trained weights (a folder with <model>.safetensors + .json), "
                        "fresh optimiser")
     shape_from: str = option(None, net_specific=True, help="CT only: a weights folder whose AA-Net (frozen) gives CT "

@@ -184,8 +184,15 @@ def pm_step(net, batch, extras):
                      batch["target2"], batch["joints_ok"], batch["pose_a"], batch["pose_b"])
 
 
+def aa_inputs(net, batch):
+    """AA-Net's inputs from a pair batch: source parsing and pose maps, target pose maps, and the
+    warped source parsing where the net reads it (warp=True; `net` may be wrapped for DDP)."""
+    warp = getattr(getattr(net, "module", net), "warp", False)
+    return (batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]) + ((batch["tgt_warped"],) if warp else ())
+
+
 def aa_step(net, batch, extras):
-    return aa_losses(net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]), batch["tgt_labels"])
+    return aa_losses(net(*aa_inputs(net, batch)), batch["tgt_labels"])
 
 
 def ct_step(net, batch, extras):
@@ -197,7 +204,7 @@ def ct_step(net, batch, extras):
     shape = batch["tgt_onehot"]
     if extras.shape_net is not None and extras.shape_mix > 0:
         with torch.no_grad():
-            predicted = extras.shape_net(batch["src_onehot"], batch["src_maps"], batch["tgt_maps"]).softmax(1).to(shape.dtype)
+            predicted = extras.shape_net(*aa_inputs(extras.shape_net, batch)).softmax(1).to(shape.dtype)
         use = torch.rand(shape.shape[0], device=shape.device) < extras.shape_mix  # seeded per step: resumes exactly
         shape = torch.where(use[:, None, None, None], predicted, shape)
     out = net(batch["src_image"], batch["src_onehot"], batch["src_maps"], shape, batch["tgt_maps"])

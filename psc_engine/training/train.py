@@ -222,7 +222,7 @@ def train(cfg, out=sys.stderr):
     resumed = cfg.resume and ckpt_path.exists()  # --resume with no checkpoint yet starts afresh
 
     torch.manual_seed(cfg.seed)  # the initial weights, too, come from the seed
-    net = build_net(cfg.model, {"base": cfg.base}).to(device)
+    net = build_net(cfg.model, {"base": cfg.base, **({"warp": True} if cfg.warp else {})}).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.steps // 4), gamma=0.5)  # halve each quarter
     state, saved = RunState(), None
@@ -230,7 +230,7 @@ def train(cfg, out=sys.stderr):
         saved = torch.load(ckpt_path, map_location=device, weights_only=True)
         state = RunState.from_checkpoint(saved)
         if state.net_config and state.net_config != net.config:  # before loading: one line, not a traceback
-            raise PSCError(f"checkpoint was trained with {state.net_config}, not {net.config}; give the same --base",
+            raise PSCError(f"checkpoint was trained with {state.net_config}, not {net.config}; give the same --base (and --warp)",
                            ckpt_path)
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optim"])
@@ -238,9 +238,12 @@ def train(cfg, out=sys.stderr):
     elif cfg.init:
         # A new stage (e.g. 256x256 after a cheaper 128x128 one) starts from trained weights, fresh optimiser.
         init_net, init_card = load_weights(cfg.init, cfg.model)
-        if init_net.config != net.config:
+        if cfg.warp and {**init_net.config, "warp": True} == net.config and not init_net.warp:
+            net.widen(init_net)  # an AA without the warp input: the new input starts at zero weight
+        elif init_net.config != net.config:
             raise PSCError(f"--init weights have config {init_net.config}, this run {net.config}", cfg.init)
-        net.load_state_dict(init_net.state_dict())
+        else:
+            net.load_state_dict(init_net.state_dict())
         state.init = {"from": str(cfg.init), "steps": init_card.get("steps"), "size": init_card.get("size")}
     before = state.options
     state.net_config, state.options, state.config = net.config, card_options(cfg, data), cfg.as_dict()
