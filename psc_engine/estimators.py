@@ -48,6 +48,7 @@ class Person:
     mask: np.ndarray  # (H, W) bool: the person's pixels
     finder: str  # what found them, for the printed line
     notes: list = field(default_factory=list)  # what `untangle` changed
+    landmarks: np.ndarray = None  # MediaPipe's (33, 4) landmarks in photo pixels as it gave them (x, y, z, visibility)
 
     @property
     def seen(self):
@@ -231,7 +232,7 @@ class MediaPipePose:
         marks[:, :3] = marks[:, :3] * scale + np.array([x0, y0, 0], np.float32)
         pose, vis = to_joints(marks, h, w)
         pose, vis, notes = untangle(pose, vis)
-        return Person(pose, vis, back_to_photo(mask, x0, y0, scale, h, w), self.name, notes)
+        return Person(pose, vis, back_to_photo(mask, x0, y0, scale, h, w), self.name, notes, marks)
 
     def _second_person(self, photo, prob, mask):
         """Paint the person found over with the backdrop's colour and look again: someone of a

@@ -135,6 +135,44 @@ def test_parsing_keeps_within_the_person_mask():
     assert (parsing[~mask] == 0).all() and (parsing[mask] > 0).all()
 
 
+def face_landmarks(z_nose=-10.0):
+    """MediaPipe-style (33, 4) landmarks of a face looking at the camera: eyes at y 40, mouth at
+    y 60 (d = 20), ears 40 px apart, nose z in front of the ears (negative: nearer)."""
+    marks = np.zeros((33, 4), np.float32)
+    marks[:, 3] = 1.0
+    marks[0, :3] = (128, 50, z_nose)  # nose
+    marks[2, :2], marks[5, :2] = (120, 40), (136, 40)  # eyes
+    marks[7, :2], marks[8, :2] = (148, 44), (108, 44)  # ears
+    marks[9, :2], marks[10, :2] = (134, 60), (122, 60)  # mouth
+    marks[[11, 12], :2] = (150, 90), (106, 90)  # shoulders, for the torso length
+    marks[[23, 24], :2] = (144, 170), (112, 170)  # hips
+    return marks
+
+
+def test_the_face_follows_mediapipe_face_landmarks():
+    """Within the landmarks' face ellipse skin becomes face, and hair below the eye line does;
+    hair above it (a fringe), the neck below the chin and the clothes stay as they are; a face
+    turned away or unsure landmarks change nothing."""
+    from psc_engine.prepare import CHIN, FOREHEAD, face_from
+
+    parsing = np.zeros((256, 256), np.uint8)
+    parsing[10:90, 100:156] = 3  # skin: face and neck alike
+    parsing[15:30, 100:156] = 1  # a fringe above the eyes
+    parsing[45:55, 100:112] = 1  # hair beside the cheek
+    parsing[90:140, 90:166] = 4
+    out = face_from(parsing, face_landmarks())
+    assert (out[40:60, 124:132] == 2).all()  # between the eyes and the mouth
+    assert (out[45:55, 110:112] == 2).all()  # cheek hair inside the ellipse
+    assert (out[20:30, 124:132] == 1).all()  # the fringe stays hair
+    chin = int(60 + CHIN * 20)
+    assert (out[chin + 2:90, 124:132] == 3).all()  # the neck stays skin
+    assert out[int(40 - FOREHEAD * 20) - 2, 128] == 1 and (out[90:140] == parsing[90:140]).all()
+    away = face_from(parsing, face_landmarks(z_nose=30.0))  # the nose behind the ears
+    unsure = face_landmarks()
+    unsure[[9, 10], 3] = 0.2
+    assert np.array_equal(away, parsing) and np.array_equal(face_from(parsing, unsure), parsing)
+
+
 # --- MediaPipe ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
