@@ -173,6 +173,25 @@ def test_the_face_follows_mediapipe_face_landmarks():
     assert np.array_equal(away, parsing) and np.array_equal(face_from(parsing, unsure), parsing)
 
 
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="OpenCV's contrib modules come with mediapipe (the [photo] extra)")
+def test_class_borders_snap_to_the_photo_edges():
+    """A soft border between two classes 6 px right of a sharp edge in the photo moves towards the
+    edge, not past it; where the photo is flat the border stays where it was."""
+    import torch
+
+    from psc_engine.prepare import snap_to_edges
+
+    image = np.zeros((64, 256, 3), np.uint8)
+    image[:, 128:] = 255
+    a = torch.sigmoid((134 - torch.arange(256).float()) / 6).expand(64, 256)
+    probs = torch.zeros(7, 64, 256)
+    probs[4], probs[5] = a, 1 - a
+    border = lambda p: int(p.argmax(0)[32].eq(5).float().argmax())  # the first column of class 5
+    assert border(probs) == 135
+    assert 128 <= border(snap_to_edges(probs, image)) <= 132
+    assert abs(border(snap_to_edges(probs, np.full((64, 256, 3), 128, np.uint8))) - 135) <= 1
+
+
 # --- MediaPipe ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
