@@ -273,9 +273,10 @@ def snap_to_edges(probs, image, radius=SNAP_RADIUS, eps=SNAP_EPS):
 def face_region(landmarks, shape):
     """MediaPipe's (33, 4) landmarks in frame pixels -> (H, W) bool: the face, an ellipse from
     FOREHEAD above the eyes to CHIN below the mouth (of the eyes-to-mouth distance d: the face's
-    usual proportions), as wide as the ears are apart (at least 0.9 d either side); and the
-    eye line's (H, W) side towards the chin. None where the face is turned away or the
-    landmarks are unsure (nose or mouth below estimators.MIN_VISIBILITY)."""
+    usual proportions), as wide as the ears are apart (at least 0.9 d either side); and, for a
+    face seen from the front (the ears at least d apart), the eye line's (H, W) side towards
+    the chin (a profile's hair beside the face stays hair). None where the face is turned away
+    or the landmarks are unsure (nose or mouth below estimators.MIN_VISIBILITY)."""
     if estimators.hidden(landmarks) or landmarks[[0, 9, 10], 3].min() < estimators.MIN_VISIBILITY:
         return None
     eyes, mouth = landmarks[[2, 5], :2].mean(0), landmarks[[9, 10], :2].mean(0)
@@ -290,7 +291,8 @@ def face_region(landmarks, shape):
     ys, xs = np.mgrid[:shape[0], :shape[1]]
     rel = np.stack([xs - centre[0], ys - centre[1]], -1)  # (H, W, 2)
     inside = ((rel @ u) / along) ** 2 + ((rel @ v) / across) ** 2 <= 1
-    below_eyes = (np.stack([xs - eyes[0], ys - eyes[1]], -1) @ u) > 0
+    frontal = np.linalg.norm(landmarks[7, :2] - landmarks[8, :2]) >= d  # a profile's ears nearly meet
+    below_eyes = (np.stack([xs - eyes[0], ys - eyes[1]], -1) @ u) > 0 if frontal else np.zeros(shape, bool)
     return inside, below_eyes
 
 

@@ -150,9 +150,9 @@ def face_landmarks(z_nose=-10.0):
 
 
 def test_the_face_follows_mediapipe_face_landmarks():
-    """Within the landmarks' face ellipse skin becomes face, and hair below the eye line does;
-    hair above it (a fringe), the neck below the chin and the clothes stay as they are; a face
-    turned away or unsure landmarks change nothing."""
+    """Within the landmarks' face ellipse skin becomes face, and so does hair below the eye line
+    of a face seen from the front; hair above it (a fringe), the neck below the chin and the
+    clothes stay as they are; a face turned away or unsure landmarks change nothing."""
     from psc_engine.prepare import CHIN, FOREHEAD, face_from
 
     parsing = np.zeros((256, 256), np.uint8)
@@ -167,6 +167,10 @@ def test_the_face_follows_mediapipe_face_landmarks():
     chin = int(60 + CHIN * 20)
     assert (out[chin + 2:90, 124:132] == 3).all()  # the neck stays skin
     assert out[int(40 - FOREHEAD * 20) - 2, 128] == 1 and (out[90:140] == parsing[90:140]).all()
+    profile = face_landmarks()
+    profile[7, :2], profile[8, :2] = (132, 44), (124, 44)  # the ears 8 px apart: a face seen from the side
+    side = face_from(parsing, profile)
+    assert (side[45:55, 110:112] == 1).all() and (side[40:60, 124:132] == 2).all()  # hair beside it stays
     away = face_from(parsing, face_landmarks(z_nose=30.0))  # the nose behind the ears
     unsure = face_landmarks()
     unsure[[9, 10], 3] = 0.2
