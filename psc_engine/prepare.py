@@ -184,8 +184,9 @@ class PhotoPreparer:
 
     def parse_within(self, image, mask, landmarks=None):
         """(256, 256, 3) frame and its (256, 256) bool person mask -> (256, 256) uint8 parsing:
-        background outside the mask, the best of the six person classes inside it. With
-        MediaPipe's landmarks (33, 4) in frame pixels, the face is placed by them (`face_from`)."""
+        background outside the mask, the best of the six person classes inside it, the class
+        scores snapped to the frame's edges first (`snap_to_edges`). With MediaPipe's landmarks
+        (33, 4) in frame pixels, the face is placed by them (`face_from`)."""
         scores = self.parse_scores((paint_backdrop(image, mask) if self.backdrop else image)[None])[0]  # (7, 256, 256)
         if self.refine:
             scores = snap_to_edges(scores.softmax(0), image)
