@@ -25,7 +25,6 @@ from .errors import PSCError
 from .formats.images import NUM_CLASSES, check_image, check_parsing, require_person
 from .nets.layers import at_size, subsample_labels
 from .nets.pm import line_poses
-from .nets.warp import warped_onehot
 from .precision import choose as choose_precision
 from .formats.poses import as_pose_array, decode_pose_maps, pose_maps, require_joints
 from .weights import NETS, load_weights
@@ -296,6 +295,8 @@ class Pipeline:
         maps = maps_for(target_poses, self.device, self.size, self.fmt, self.dtype)
         warped = None
         if self.aa.warp and target_parsings is None:  # (B, 7, size, size): the reference's parsing on each target pose
+            from .nets.warp import warped_onehot  # scipy's spatial and ndimage: 0.5 s of import, only for such an AA
+
             warped = warped_onehot(reference["parsing"], reference["pose"], np.asarray(target_poses), self.size)
             warped = warped.to(self.device, self.dtype).contiguous(memory_format=self.fmt)
         try:
