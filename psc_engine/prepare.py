@@ -76,12 +76,17 @@ def framing(mask):
     return ((left + right) / 2, cy, side), kind
 
 
+def into_window(points, window):
+    """(N, 2) photo pixels -> 256-frame pixels of the window (x0, y0, side), wherever they fall."""
+    x0, y0, side = window
+    return ((points - np.array([x0, y0], np.float32)) * (SIZE / side)).astype(np.float32)
+
+
 def to_frame(pose, window):
     """(18, 2) photo pixels -> 256-frame pixels of the window (x0, y0, side); outside it NaN."""
-    x0, y0, side = window
-    out = (pose - np.array([x0, y0], np.float32)) * (SIZE / side)
+    out = into_window(pose, window)
     out[((out < 0) | (out >= SIZE)).any(-1)] = np.nan
-    return out.astype(np.float32)
+    return out
 
 
 def from_frame(pose, window):
@@ -229,10 +234,9 @@ class PhotoPreparer:
         else:
             mask = square_window(person.mask.astype(np.uint8), *window_centre(window), resample=Image.NEAREST)[0] > 0
             marks = None
-            if person.landmarks is not None:  # photo pixels -> frame pixels
-                x0, y0, side = window
+            if person.landmarks is not None:  # photo pixels -> frame pixels, those outside it too
                 marks = person.landmarks.copy()
-                marks[:, :2] = (marks[:, :2] - np.array([x0, y0], np.float32)) * (SIZE / side)
+                marks[:, :2] = into_window(marks[:, :2], window)
             parsing = self.parse_within(image, mask, marks)
         return Prepared(image, parsing, pose, window, kind, person.finder, float(person.visibility.mean()),
                         person.notes)

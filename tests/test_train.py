@@ -283,12 +283,13 @@ def test_shape_from_is_for_ct_only(train_dir, tmp_path):
 
 
 def test_aa_with_the_warp_input_starts_from_an_aa_without_it(train_dir, tiny_weights, tmp_path):
-    """--warp: AA reads the warped source parsing too (its batches carry it, one-hot at the
+    """--warp: AA reads the warped source parsing too (its batches then carry it, one-hot at the
     training size); --init from an AA without it widens that net; the card says warp; it is
     AA's option only."""
     from psc_engine.training.batches import shape_batch
 
-    b = shape_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128)
+    assert "tgt_warped" not in shape_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128)  # only when asked
+    b = shape_batch(TrainSet(train_dir), np.random.default_rng(0), 2, 128, warp=True)
     assert b["tgt_warped"].shape == (2, 7, 128, 128) and torch.all(b["tgt_warped"].sum(1) == 1)
     agree = (b["tgt_warped"].argmax(1) == b["tgt_labels"]).float().mean()
     assert 0.5 < agree < 1  # a fair first guess of the target shape, not the answer

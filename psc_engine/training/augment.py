@@ -36,6 +36,7 @@ from PIL import Image
 
 from ..formats.images import CLOTHING_CLASSES
 from ..formats.poses import FLIP_PERM, JOINTS, SIZE
+from ..prepare import BACKDROP
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def fashion_framings(rng, poses, parsings=None, share=0.5, head_cut=0.0):
     probability `head_cut` a framed clip's top edge cuts the head instead, at a height drawn
     from the eyes (a little above the nose) to the chin (60 % of the way from the nose down to
     the neck), the highest such line over the K views; a clip already cut above the knees keeps
-    its bottom edge. Other clips whose legs or head cannot be seen keep no framing. Returns (affines (N, 3) float64, framed (N,) bool)."""
+    its bottom edge. Other clips whose legs or head cannot be seen keep no framing. Returns
+    (affines (N, 3) float64, framed (N,) bool)."""
     n, k = poses.shape[:2]
     picked = rng.random(n) < share
     u, margin, jitter = rng.uniform(0, 1, n), rng.uniform(0.02, 0.08, n) * SIZE, rng.uniform(-0.06, 0.06, n) * SIZE
@@ -207,7 +209,7 @@ def fashion_framings(rng, poses, parsings=None, share=0.5, head_cut=0.0):
     return affines, framed
 
 
-BACKDROP_GREY = 200 / 127.5 - 1  # prepare.BACKDROP in [-1, 1]
+BACKDROP_GREY = BACKDROP / 127.5 - 1  # prepare's backdrop grey in [-1, 1]
 BACKDROP_SLACK = 6  # pixels the painted mask is grown or shrunk by, at most
 
 

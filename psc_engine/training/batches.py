@@ -5,8 +5,8 @@
 - AA and CT: a view and a neighbour on the turning ring of eight views (right, mid0, front,
   mid1, left, mid2, back, mid3): distance 1 is view -> in-between view, distance 2 is view ->
   next view; both directions. AA's batches (`shape_batch`) carry no photos, so geometry-only
-  samples feed it. Both carry the source parsing warped onto the target pose (`tgt_warped`),
-  which an AA-Net built with warp=True reads.
+  samples feed it. With `warp` both also carry the source parsing warped onto the target pose
+  (`tgt_warped`), which an AA-Net built with warp=True reads.
 - The photo nets: single views.
 
 PM and AA draw from geometry-only samples too: uniformly over all samples, or on a
@@ -75,9 +75,9 @@ def draw_pair(rng):
     return RING[s], RING[t]
 
 
-def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=True):
+def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=True, warp=False):
     """Source and target view of the same person: images in [-1, 1] (with `images`), labels,
-    poses, at `size`."""
+    poses, at `size`; with `warp` also the source parsing warped onto the target pose."""
     items = []
     for _ in range(batch):
         i = draw_sample(data, rng, geometry_mix)
@@ -109,21 +109,23 @@ def pair_batch(data, rng, batch, size, augment=True, geometry_mix=None, images=T
     poses = drop_outside(poses)
     src, tgt = slice(0, batch), slice(batch, 2 * batch)
     warped = torch.cat([warped_onehot(labels[i].numpy(), poses[i].numpy(), poses[batch + i].numpy()[None], size)
-                        for i in range(batch)])  # (B, 7, size, size): the source parsing warped onto the target pose
+                        for i in range(batch)]) if warp else None  # (B, 7, size, size)
     images, labels = at_size(images, labels, size) if images is not None else (None, subsample_labels(labels, size))
     maps = pose_maps(poses, size=size)
     onehot = F.one_hot(labels, 7).permute(0, 3, 1, 2).float()
     out = {"src_labels": labels[src], "src_onehot": onehot[src], "src_maps": maps[src],
-           "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt], "tgt_warped": warped}
+           "tgt_labels": labels[tgt], "tgt_onehot": onehot[tgt], "tgt_maps": maps[tgt]}
+    if warp:
+        out["tgt_warped"] = warped
     if images is not None:
         out.update(src_image=images[src], tgt_image=images[tgt])
     return out
 
 
-def shape_batch(data, rng, batch, size, augment=True, geometry_mix=None):
+def shape_batch(data, rng, batch, size, augment=True, geometry_mix=None, warp=False):
     """AA's pairs: pair_batch's parsings and poses without the photos (the same draws, so the same
     labels as pair_batch's for the same generator)."""
-    return pair_batch(data, rng, batch, size, augment, geometry_mix, images=False)
+    return pair_batch(data, rng, batch, size, augment, geometry_mix, images=False, warp=warp)
 
 
 def photo_batch(data, rng, batch, size=256, augment=True, geometry_mix=None):

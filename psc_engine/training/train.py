@@ -173,10 +173,12 @@ def augment_of(cfg):
                    backdrop=takes("backdrop"))
 
 
-def make_batch(cfg, data, rng, device):
-    """One batch for cfg's net from its NETS batch builder, on `device`."""
+def make_batch(cfg, data, rng, device, warp=False):
+    """One batch for cfg's net from its NETS batch builder, on `device`; `warp`: with the warped
+    source parsing that a warp=True AA-Net reads (AA's own, or CT's --shape_from)."""
     build = getattr(batches, cfg.net.batch)
-    b = build(data, rng, cfg.batch, cfg.train_size, augment=augment_of(cfg), geometry_mix=cfg.geometry_mix)
+    b = build(data, rng, cfg.batch, cfg.train_size, augment=augment_of(cfg), geometry_mix=cfg.geometry_mix,
+              **({"warp": True} if warp else {}))
     return {k: v.to(device, non_blocking=True) for k, v in b.items()}
 
 
@@ -260,6 +262,7 @@ def train(cfg, out=sys.stderr):
                     ssim_weight=cfg.ssim_weight)
     if cfg.shape_from:
         extras.shape_net = load_weights(cfg.shape_from, "aa", device=device)[0].eval().requires_grad_(False)
+    reads_warp = cfg.warp or getattr(extras.shape_net, "warp", False)
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
@@ -288,7 +291,7 @@ def train(cfg, out=sys.stderr):
         while state.step < cfg.steps and not stop:
             rng = np.random.default_rng([cfg.seed, state.step, rank])
             torch.manual_seed(cfg.seed * 1_000_003 + state.step * 31 + rank)
-            batch = make_batch(cfg, data, rng, device)
+            batch = make_batch(cfg, data, rng, device, reads_warp)
             with amp:
                 loss, terms = getattr(losses, cfg.net.loss)(model, batch, extras)
             opt.zero_grad(set_to_none=True)
